@@ -1,0 +1,150 @@
+"""Camera conventions shared by every stage (sampling, reconstruction, export). Written down once, here.
+
+World frame: right-handed, **z up**. A camera at azimuth ``a`` and elevation ``e`` (degrees) sits at
+``radius * (cos e cos a, cos e sin a, sin e)`` and looks at the origin. Azimuth 0 is the input view (+x),
+azimuth grows from +x towards +y. Camera frame is OpenGL: the camera looks along its -z axis, +y is up in
+the image, +x is right; ``c2w`` columns are ``[right, up, -forward, position]``.
+Intrinsics: square images, vertical field of view ``FOV_DEG`` (33.9 deg, SV3D), principal point at the
+image centre, ``focal = 0.5 * H / tan(fov / 2)``. Pixel (u, v) (column, row; row 0 at the top) has the
+camera-frame ray direction ``((u + 0.5 - W/2) / f, -(v + 0.5 - H/2) / f, -1)``.
+
+These are the conventions of the SV3D authors' reconstruction code (distance 2.0, FoV 33.9, z up); see
+``../shared/docs/nerf4d.md`` section 1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+FOV_DEG = 33.9  # vertical field of view of SV3D / SV4D renders
+CAMERA_DISTANCE = 2.0  # orbit radius used by the SV3D authors' reconstruction code
+SV3D_N_VIEWS = 21
+SV4D_SUBSAMPLED_VIEWS = (0, 2, 5, 7, 9, 12, 14, 16, 19)  # SV3D orbit indices (input view = 0) used by SV4D
+SV4D2_AZIMUTHS_DEG = (0.0, 60.0, 120.0, 180.0, 240.0)  # input view first, 4-view model
+SV4D2_8VIEWS_AZIMUTHS_DEG = (0.0, 30.0, 75.0, 120.0, 165.0, 210.0, 255.0, 300.0, 330.0)
+
+
+def sv3d_orbit_azimuths_deg(n_views: int = SV3D_N_VIEWS) -> np.ndarray:
+    """Official SV3D orbit in raw model order: ``linspace(0, 360, n+1)[1:] % 360`` (input view last, 0 deg)."""
+    return np.linspace(0.0, 360.0, n_views + 1)[1:] % 360.0
+
+
+def default_matrix_azimuths_deg(model_kind: str) -> np.ndarray:
+    """Azimuth (deg, relative to the input view) of each column of the final V+1 image matrix."""
+    if model_kind == "sv4d":
+        return np.array([360.0 * k / SV3D_N_VIEWS for k in SV4D_SUBSAMPLED_VIEWS])
+    if model_kind == "sv4d2":
+        return np.array(SV4D2_AZIMUTHS_DEG)
+    if model_kind == "sv4d2_8views":
+        return np.array(SV4D2_8VIEWS_AZIMUTHS_DEG)
+    if model_kind in ("sv3d_u", "sv3d_p"):
+        return np.array([360.0 * k / SV3D_N_VIEWS for k in range(SV3D_N_VIEWS)])
+    raise ValueError(
+        f"model_kind={model_kind!r} is not supported; use one of sv4d, sv4d2, sv4d2_8views, sv3d_u, sv3d_p"
+    )
+
+
+def orbit_position(azimuth_deg, elevation_deg, radius: float = CAMERA_DISTANCE) -> torch.Tensor:
+    """Camera centres ``[N, 3]`` (float64) on the z-up orbit."""
+    a = torch.deg2rad(torch.as_tensor(azimuth_deg, dtype=torch.float64).reshape(-1))
+    e = torch.deg2rad(torch.as_tensor(elevation_deg, dtype=torch.float64).reshape(-1))
+    a, e = torch.broadcast_tensors(a, e)
+    return radius * torch.stack([e.cos() * a.cos(), e.cos() * a.sin(), e.sin()], dim=-1)
+
+
+def look_at_c2w(position: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """OpenGL camera-to-world ``[N, 4, 4]`` looking from ``position [N, 3]`` at ``target`` (origin), z up."""
+    position = position.to(torch.float64)
+    target = torch.zeros_like(position) if target is None else target.to(position).expand_as(position)
+    forward = torch.nn.functional.normalize(target - position, dim=-1)
+    world_up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand_as(forward)
+    right = torch.linalg.cross(forward, world_up, dim=-1)
+    # Straight above/below the target the z-up frame is degenerate: pick +y as "right" there.
+    degenerate = right.norm(dim=-1, keepdim=True) < 1e-9
+    right = torch.where(degenerate, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), right)
+    right = torch.nn.functional.normalize(right, dim=-1)
+    up = torch.linalg.cross(right, forward, dim=-1)
+    c2w = torch.eye(4, dtype=torch.float64).repeat(position.shape[0], 1, 1)
+    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, up, -forward, position
+    return c2w
+
+
+def focal_from_fov(fov_deg: float, size: int) -> float:
+    """Focal length in pixels for a vertical field of view over ``size`` pixels."""
+    return 0.5 * size / math.tan(math.radians(fov_deg) / 2.0)
+
+
+@dataclass(frozen=True)
+class Cameras:
+    """A set of pinhole cameras in the pack's convention (see module docstring).
+
+    Attributes:
+        c2w: ``[N, 4, 4]`` float64 OpenGL camera-to-world matrices.
+        azimuth_deg, elevation_deg: ``[N]`` float64 orbit angles (azimuth relative to the input view).
+        fov_deg: vertical field of view; radius: orbit distance.
+    """
+
+    c2w: torch.Tensor
+    azimuth_deg: torch.Tensor
+    elevation_deg: torch.Tensor
+    fov_deg: float = FOV_DEG
+    radius: float = CAMERA_DISTANCE
+
+    @classmethod
+    def orbit(cls, azimuth_deg, elevation_deg, radius: float = CAMERA_DISTANCE, fov_deg: float = FOV_DEG) -> "Cameras":
+        az = torch.as_tensor(azimuth_deg, dtype=torch.float64).reshape(-1)
+        el = torch.as_tensor(elevation_deg, dtype=torch.float64).reshape(-1)
+        az, el = torch.broadcast_tensors(az, el)
+        if not math.isfinite(radius) or radius <= 0:
+            raise ValueError(f"radius={radius} must be a positive finite distance (SV3D uses {CAMERA_DISTANCE})")
+        if not 0 < fov_deg < 180:
+            raise ValueError(f"fov_deg={fov_deg} must be in (0, 180) degrees (SV3D uses {FOV_DEG})")
+        c2w = look_at_c2w(orbit_position(az, el, radius))
+        return cls(c2w=c2w, azimuth_deg=az.clone(), elevation_deg=el.clone(), fov_deg=fov_deg, radius=radius)
+
+    def __len__(self) -> int:
+        return self.c2w.shape[0]
+
+    def __getitem__(self, index) -> "Cameras":
+        idx = torch.as_tensor(index).reshape(-1)
+        return Cameras(self.c2w[idx], self.azimuth_deg[idx], self.elevation_deg[idx], self.fov_deg, self.radius)
+
+    def focal(self, size: int) -> float:
+        return focal_from_fov(self.fov_deg, size)
+
+    def rays(self, height: int, width: int | None = None, dtype: torch.dtype = torch.float32):
+        """Ray origins and unit directions ``[N, H, W, 3]`` for every pixel centre."""
+        width = height if width is None else width
+        f = self.focal(height)
+        v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+        dirs_cam = torch.stack([(u + 0.5 - width / 2) / f, -(v + 0.5 - height / 2) / f, -torch.ones_like(u)], dim=-1)
+        rot = self.c2w[:, :3, :3]  # [N, 3, 3]
+        dirs = torch.einsum("nij,hwj->nhwi", rot, dirs_cam)
+        dirs = torch.nn.functional.normalize(dirs, dim=-1)
+        origins = self.c2w[:, None, None, :3, 3].expand_as(dirs)
+        return origins.to(dtype), dirs.to(dtype)
+
+    def to_transforms_json(self, width: int, height: int | None = None, file_paths=None, times=None) -> dict:
+        """nerfstudio / instant-ngp ``transforms.json`` dict (OpenGL c2w, pixel intrinsics, optional times)."""
+        height = width if height is None else height
+        f = self.focal(height)
+        frames = []
+        for i in range(len(self)):
+            frame = {"transform_matrix": self.c2w[i].tolist()}
+            frame["file_path"] = file_paths[i] if file_paths is not None else f"images/{i:05d}.png"
+            if times is not None:
+                frame["time"] = float(times[i])
+            frame["azimuth_deg"] = float(self.azimuth_deg[i])
+            frame["elevation_deg"] = float(self.elevation_deg[i])
+            frames.append(frame)
+        return {
+            "camera_model": "OPENCV",
+            "fl_x": f, "fl_y": f, "cx": width / 2.0, "cy": height / 2.0, "w": int(width), "h": int(height),
+            "camera_angle_y": math.radians(self.fov_deg),
+            "convention": "OpenGL camera (looks along -z, +y up), world z-up, orbit radius "
+                          f"{self.radius}, azimuth relative to the input view",
+            "frames": frames,
+        }

@@ -1,0 +1,210 @@
+"""Spatial, view ("camera"), frame ("motion") and orbit attention of the SV3D / SV4D UNets.
+
+Tensor layouts and reshapes reproduce the released Stability code literally (spec sections 2.5 and 2.9),
+including SV4D 2.0's ``use_3d_attention`` grouping, which attends over runs of V consecutive entries of the
+flattened (batch, view, pixel) index rather than over views. Attention runs through
+``torch.nn.functional.scaled_dot_product_attention``; ``backend="naive"`` computes softmax(QK^T)V explicitly
+(the reference formulation, used by the benchmark).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import AlphaBlender, FeedForward, _Sequential, mlp_embed, timestep_embedding
+
+ATTENTION_BACKENDS = ("sdpa", "naive")
+
+
+class Attention(nn.Module):
+    """Multi-head (cross-)attention: ``to_q/to_k/to_v`` without bias, ``to_out.0`` with bias."""
+
+    def __init__(self, query_dim: int, heads: int, dim_head: int, context_dim: int | None = None, ops=nn):
+        super().__init__()
+        inner = heads * dim_head
+        context_dim = context_dim or query_dim
+        self.heads, self.dim_head, self.backend = heads, dim_head, "sdpa"
+        self.to_q = ops.Linear(query_dim, inner, bias=False)
+        self.to_k = ops.Linear(context_dim, inner, bias=False)
+        self.to_v = ops.Linear(context_dim, inner, bias=False)
+        self.to_out = _Sequential({0: ops.Linear(inner, query_dim), 1: nn.Dropout(0.0)})
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if context is None else context
+        b, n, _ = x.shape
+        q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
+        q, k, v = (t.view(b, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))  # [b, h, L, d]
+        if self.backend == "naive":
+            weights = (q @ k.transpose(-1, -2) * self.dim_head ** -0.5).softmax(dim=-1)
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.dim_head))
+
+
+def set_attention_backend(module: nn.Module, backend: str) -> nn.Module:
+    """Switch every attention layer of ``module`` to ``"sdpa"`` (default) or ``"naive"``."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention backend {backend!r} is not supported; use one of {ATTENTION_BACKENDS}")
+    for m in module.modules():
+        if isinstance(m, Attention):
+            m.backend = backend
+    return module
+
+
+class BasicTransformerBlock(nn.Module):
+    """Spatial block: self-attention, cross-attention to the CLIP token, GEGLU FF; pre-LayerNorm residuals."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int, ops=nn):
+        super().__init__()
+        self.attn1 = Attention(dim, heads, dim_head, ops=ops)
+        self.ff = FeedForward(dim, ops=ops)
+        self.attn2 = Attention(dim, heads, dim_head, context_dim, ops=ops)
+        self.norm1, self.norm2, self.norm3 = (ops.LayerNorm(dim) for _ in range(3))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context) + x
+        return self.ff(self.norm3(x)) + x
+
+
+class TimeMixBlock(nn.Module):
+    """``BasicTransformerTimeMixBlock`` / ``VideoTransformerBlock``: attention along a regrouped axis.
+
+    Input ``[(b*t), s, c]`` is regrouped ``(b t) s c -> (b s) t c`` with ``t = seq_len`` innermost, attended
+    along t, and regrouped back.
+    """
+
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int, ff_in: bool, ops=nn):
+        super().__init__()
+        self.has_ff_in = ff_in
+        if ff_in:
+            self.norm_in = ops.LayerNorm(dim)
+            self.ff_in = FeedForward(dim, dim, ops=ops)
+        self.attn1 = Attention(dim, heads, dim_head, ops=ops)
+        self.ff = FeedForward(dim, dim, ops=ops)
+        self.norm2 = ops.LayerNorm(dim)
+        self.attn2 = Attention(dim, heads, dim_head, context_dim, ops=ops)
+        self.norm1, self.norm3 = ops.LayerNorm(dim), ops.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, seq_len: int) -> torch.Tensor:
+        bt, s, c = x.shape
+        x = x.view(bt // seq_len, seq_len, s, c).transpose(1, 2).reshape(-1, seq_len, c)  # [(b s), t, c]
+        if self.has_ff_in:
+            x = self.ff_in(self.norm_in(x)) + x
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context) + x
+        x = self.ff(self.norm3(x)) + x
+        return x.view(bt // seq_len, s, seq_len, c).transpose(1, 2).reshape(bt, s, c)
+
+
+class _SpatialTransformer(nn.Module):
+    """Shared part: GroupNorm(eps 1e-6) -> Linear proj_in -> blocks -> Linear proj_out -> residual."""
+
+    def __init__(self, ch: int, heads: int, dim_head: int, depth: int, context_dim: int, ops=nn):
+        super().__init__()
+        inner = heads * dim_head
+        self.in_channels = ch
+        self.norm = ops.GroupNorm(32, ch, eps=1e-6)
+        self.proj_in = ops.Linear(ch, inner)
+        self.transformer_blocks = nn.ModuleList(
+            [BasicTransformerBlock(inner, heads, dim_head, context_dim, ops) for _ in range(depth)]
+        )
+        self.proj_out = ops.Linear(inner, ch)
+
+    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return self.proj_in(self.norm(x).view(n, c, h * w).transpose(1, 2))  # [n, hw, c]
+
+    def _leave(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x_in.shape
+        return self.proj_out(x).transpose(1, 2).reshape(n, c, h, w) + x_in
+
+    def _index_embedding(self, n: int, repeats: int, device) -> torch.Tensor:
+        """Sinusoid of indices 0..n-1 tiled ``repeats`` times -> ``[repeats*n, C]``."""
+        idx = torch.arange(n, device=device).repeat(repeats)
+        return timestep_embedding(idx, self.in_channels, self.max_period)
+
+
+class MotionTransformer(_SpatialTransformer):
+    """SV4D ``PostHocSpatialTransformerWithTimeMixingAndMotion``: spatial, view, then frame attention."""
+
+    def __init__(self, ch: int, heads: int, dim_head: int, depth: int, cfg, ops=nn):
+        super().__init__(ch, heads, dim_head, depth, cfg.context_dim, ops)
+        inner = heads * dim_head
+        self.max_period = cfg.max_time_embed_period
+        self.use_camera_emb, self.use_3d_attention = cfg.use_camera_emb, cfg.use_3d_attention
+        ctx = cfg.context_dim if cfg.use_spatial_context else None
+        self.time_mix_blocks = nn.ModuleList([TimeMixBlock(inner, heads, dim_head, ctx, cfg.extra_ff_mix_layer, ops) for _ in range(depth)])
+        self.motion_blocks = nn.ModuleList(
+            [TimeMixBlock(inner, heads, dim_head, cfg.motion_context_dim, cfg.extra_ff_mix_layer, ops) for _ in range(depth)]
+        )
+        view_in = cfg.adm_in_channels if cfg.use_camera_emb else ch
+        self.time_mix_time_embed = mlp_embed(view_in, 4 * ch, ch, ops)
+        self.time_mix_motion_embed = mlp_embed(ch, 4 * ch, ch, ops)
+        self.time_mixer = AlphaBlender(cfg.merge_strategy, cfg.merge_factor)
+        if cfg.separate_motion_merge_factor:
+            self.time_mixer_motion = AlphaBlender(cfg.merge_strategy, cfg.merge_factor)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, cond_view: torch.Tensor) -> torch.Tensor:
+        b, t, d1 = context.shape  # CLIP tokens per frame
+        v, d2 = cond_view.shape[0] // b, cond_view.shape[1]
+        n, c, h, w = x.shape
+        hw = h * w
+        cond_view = F.interpolate(cond_view, size=(h, w), mode="bilinear")
+        spatial_ctx = context[:, :, None].expand(b, t, v, d1).reshape(-1, 1, d1)  # [(b t v), 1, d1]
+        camera_ctx = context[:, :, None].expand(b, t, hw, d1).reshape(-1, 1, d1)  # [(b t hw), 1, d1]
+        motion_ctx = cond_view.permute(0, 2, 3, 1).reshape(-1, 1, d2)  # [(b v hw), 1, d2]
+        x_in, x = x, self._enter(x)
+        emb_time = self.time_mix_motion_embed(self._index_embedding(t, b, x.device))[:, None]  # [(b t), 1, c]
+        if self.use_camera_emb:
+            emb_view = self.time_mix_time_embed(emb.view(b, t, v, -1)[:, 0].reshape(b * v, -1))[:, None]
+        else:
+            emb_view = self.time_mix_time_embed(self._index_embedding(v, b, x.device))[:, None]  # [(b v), 1, c]
+        if self.use_3d_attention:
+            emb_view = emb_view.repeat(1, hw, 1).view(-1, 1, c)  # [(b v hw), 1, c]
+        alpha_view = self.time_mixer.alpha()
+        alpha_motion = self.time_mixer_motion.alpha() if hasattr(self, "time_mixer_motion") else alpha_view
+        for block, view_block, motion_block in zip(self.transformer_blocks, self.time_mix_blocks, self.motion_blocks):
+            x = block(x, spatial_ctx)
+            # view attention (seq = V, regrouped from the leading axis)
+            if self.use_3d_attention:
+                x = x.view(b, t, v, hw, c).permute(0, 2, 3, 1, 4).reshape(-1, t, c)  # [(b v hw), t, c]
+            else:
+                x = x.view(b, t, v, hw, c).permute(0, 2, 1, 3, 4).reshape(b * v, -1, c)  # [(b v), (t hw), c]
+            x = self.time_mixer(x, view_block(x + emb_view, camera_ctx, v), alpha_view)
+            # frame attention (seq = T)
+            if self.use_3d_attention:
+                x = x.view(b, v, hw, t, c).permute(0, 3, 1, 2, 4).reshape(b * t, -1, c)  # [(b t), (v hw), c]
+            else:
+                x = x.view(b, v, t, hw, c).permute(0, 2, 1, 3, 4).reshape(b * t, -1, c)
+            x = self.time_mixer(x, motion_block(x + emb_time, motion_ctx, t), alpha_motion)
+            x = x.reshape(n, hw, c)  # (b t v) order restored
+        return self._leave(x, x_in)
+
+
+class VideoTransformer(_SpatialTransformer):
+    """SV3D ``SpatialVideoTransformer``: spatial attention, then attention over the F orbit frames."""
+
+    def __init__(self, ch: int, heads: int, dim_head: int, depth: int, cfg, ops=nn):
+        super().__init__(ch, heads, dim_head, depth, cfg.context_dim, ops)
+        inner = heads * dim_head
+        self.max_period = cfg.max_time_embed_period
+        ctx = cfg.context_dim if cfg.use_spatial_context else None
+        self.time_stack = nn.ModuleList([TimeMixBlock(inner, heads, dim_head, ctx, cfg.extra_ff_mix_layer, ops) for _ in range(depth)])
+        self.time_pos_embed = mlp_embed(ch, 4 * ch, ch, ops)
+        self.time_mixer = AlphaBlender(cfg.merge_strategy, cfg.merge_factor)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int, image_only_indicator=None) -> torch.Tensor:
+        n, c, h, w = x.shape
+        time_ctx = context[::num_frames].repeat_interleave(h * w, dim=0)  # first frame's token, per pixel
+        x_in, x = x, self._enter(x)
+        emb = self.time_pos_embed(self._index_embedding(num_frames, n // num_frames, x.device))[:, None]
+        alpha = self.time_mixer.alpha(image_only_indicator)
+        if alpha.dim() == 2:  # [b, F] -> [(b F), 1, 1]
+            alpha = alpha.reshape(-1, 1, 1)
+        for block, time_block in zip(self.transformer_blocks, self.time_stack):
+            x = block(x, context)
+            x = self.time_mixer(x, time_block(x + emb, time_ctx, num_frames), alpha)
+        return self._leave(x, x_in)

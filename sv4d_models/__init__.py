@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS: dict[str, str] = {
-    # name -> module that defines it
+_EXPORTS: dict[str, str] = {  # public name -> module that defines it
+    "build_unet": ".unet",
+    "SV4DUNet": ".unet",
+    "UNetConfig": ".config",
+    "official_config": ".config",
+    "load_unet": ".checkpoint",
+    "infer_model_kind": ".checkpoint",
+    "set_attention_backend": ".attention",
+    "Cameras": ".camera",
 }
 
 __all__ = sorted(_EXPORTS)

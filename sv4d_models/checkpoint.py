@@ -1,0 +1,219 @@
+"""Load official SV4D / SV4D 2.0 / SV3D checkpoints (full ``DiffusionEngine`` state dicts) into our UNet.
+
+The UNet is built on the meta device and filled tensor by tensor from the safetensors file (read through
+``safe_open``, converted to the target dtype/device one tensor at a time, then ``load_state_dict(assign=True)``),
+so the weights are never held twice. Model kind and network hyper-parameters are inferred from key names and
+shapes; foreign or damaged files raise ``ValueError`` saying what the file looks like and what is wrong.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from .config import MODEL_KINDS, OFFICIAL_NETWORK_CONFIGS, UNetConfig
+from .unet import SV4DUNet, build_unet
+
+log = logging.getLogger("sv4d")
+
+UNET_PREFIX = "model.diffusion_model."
+META_KIND = "sv4d_model_kind"  # safetensors metadata written by tiny_checkpoint / our exporters
+META_NETWORK = "sv4d_network_config"
+CHECKPOINT_FILES = {
+    "sv4d": "sv4d.safetensors", "sv4d2": "sv4d2.safetensors", "sv4d2_8views": "sv4d2_8views.safetensors",
+    "sv3d_u": "sv3d_u.safetensors", "sv3d_p": "sv3d_p.safetensors",
+}
+CHECKPOINT_FOLDER_HINT = "ComfyUI/models/checkpoints/ (or models/sv4d/)"
+
+
+class CheckpointSource:
+    """Uniform read access to a safetensors file or an in-memory state dict (keys, shapes, lazy tensors)."""
+
+    def __init__(self, path_or_state_dict: str | os.PathLike | dict[str, torch.Tensor]):
+        self.path: Path | None = None
+        self.metadata: dict[str, str] = {}
+        if isinstance(path_or_state_dict, dict):
+            self._sd, self._file = path_or_state_dict, None
+            self.shapes = {k: tuple(v.shape) for k, v in path_or_state_dict.items()}
+            return
+        self.path = Path(path_or_state_dict)
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"checkpoint {self.path} does not exist; download the official file (e.g. {', '.join(CHECKPOINT_FILES.values())}) "
+                f"from Stability AI's Hugging Face pages and put it in {CHECKPOINT_FOLDER_HINT}, or pass its full path"
+            )
+        if self.path.suffix not in (".safetensors", ".sft"):
+            raise ValueError(f"{self.path.name}: only .safetensors checkpoints are supported (got {self.path.suffix!r}); "
+                             "the official SV4D/SV3D releases are .safetensors files")
+        from safetensors import safe_open
+
+        try:
+            self._file = safe_open(str(self.path), framework="pt")
+            keys = list(self._file.keys())
+            self.shapes = {k: tuple(self._file.get_slice(k).get_shape()) for k in keys}
+        except Exception as exc:  # safetensors raises its own SafetensorError / OSError types
+            size = self.path.stat().st_size
+            raise ValueError(
+                f"{self.path} ({size:,} bytes) is not a readable safetensors file: it is truncated or corrupt "
+                f"({type(exc).__name__}: {exc}). Download it again and compare its size with the published one "
+                "(sv4d.safetensors is 11,923,967,436 bytes)"
+            ) from exc
+        self.metadata = self._file.metadata() or {}
+        self._sd = None
+
+    def keys(self) -> list[str]:
+        return list(self.shapes)
+
+    def get(self, key: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+        t = self._sd[key] if self._sd is not None else self._file.get_tensor(key)
+        return t.to(device=device, dtype=dtype if (dtype is not None and t.is_floating_point()) else t.dtype)
+
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else "<state dict>"
+
+
+def _unet_shapes(src: CheckpointSource) -> tuple[str, dict[str, tuple[int, ...]]]:
+    """(prefix, {stripped key: shape}) of the UNet part; prefix "" for bare UNet-only files."""
+    pref = {k[len(UNET_PREFIX):]: s for k, s in src.shapes.items() if k.startswith(UNET_PREFIX)}
+    if pref:
+        return UNET_PREFIX, pref
+    if "input_blocks.0.0.weight" in src.shapes:
+        return "", dict(src.shapes)
+    return UNET_PREFIX, {}
+
+
+def describe_foreign(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str]) -> str:
+    """A short guess of what a non-SV4D/SV3D checkpoint is."""
+    keys = list(all_keys)
+    if any(k.startswith("cond_stage_model.") for k in keys):
+        return "a Stable Diffusion 1.x/2.x text-to-image checkpoint (it has cond_stage_model text-encoder keys)"
+    if any(k.startswith("conditioner.embedders.0.transformer") or ".text_model." in k for k in keys):
+        return "an SDXL-style text-to-image checkpoint (CLIP text encoders in the conditioner)"
+    if "label_emb.0.0.weight" in shapes and any(".time_stack." in k for k in shapes):
+        adm = shapes["label_emb.0.0.weight"][1]
+        if adm == 768:
+            return "a Stable Video Diffusion (SVD img2vid) checkpoint (adm_in_channels 768)"
+    if shapes and not any(".time_stack." in k or ".time_mix_blocks." in k for k in shapes):
+        return "an image (non-video) diffusion UNet without temporal layers"
+    if not shapes:
+        return "not a diffusion checkpoint (no model.diffusion_model.* keys)"
+    return "an unrecognised video UNet"
+
+
+def infer_model_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str] = (), hint: str | None = None) -> str:
+    """Model kind from UNet key names/shapes; ``hint`` picks between kinds with identical keys (sv4d2 / 8views)."""
+    if hint is not None and hint not in MODEL_KINDS:
+        raise ValueError(f"model_kind={hint!r} is not supported; use one of {list(MODEL_KINDS)}")
+    has = lambda frag: any(frag in k for k in shapes)  # noqa: E731
+    if has(".motion_blocks."):
+        kind = "sv4d2" if has(".time_mixer_motion.") else "sv4d"
+        if kind == "sv4d2" and hint == "sv4d2_8views":
+            return hint
+        if kind == "sv4d2" and hint is None:
+            log.info("SV4D 2.0 weights: sv4d2 and sv4d2_8views have identical keys; assuming the 4-view 'sv4d2' "
+                     "(pass model_kind='sv4d2_8views' for the 8-view model)")
+    elif has(".time_stack.") and shapes.get("label_emb.0.0.weight", (0, 0))[1] in (256, 1280):
+        kind = "sv3d_u" if shapes["label_emb.0.0.weight"][1] == 256 else "sv3d_p"
+    else:
+        raise ValueError(f"this file does not look like an SV4D / SV4D 2.0 / SV3D checkpoint: it looks like "
+                         f"{describe_foreign(shapes, all_keys)}. Supported files: {', '.join(CHECKPOINT_FILES.values())}")
+    if hint is not None and hint != kind:
+        raise ValueError(f"model_kind={hint!r} was requested but the weights are a {kind!r} checkpoint")
+    return kind
+
+
+def infer_network_config(kind: str, shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> UNetConfig:
+    """Official config when the shapes are full size, else the stored metadata, else shape inference."""
+    official = UNetConfig.from_network_config(OFFICIAL_NETWORK_CONFIGS[kind])
+    if shapes.get("input_blocks.0.0.weight") == (320, 8, 3, 3) and len(shapes) > 1000:
+        return official
+    if META_NETWORK in metadata:
+        return UNetConfig.from_network_config(json.loads(metadata[META_NETWORK]))
+    return _config_from_shapes(official, shapes)
+
+
+def _config_from_shapes(official: UNetConfig, shapes: dict[str, tuple[int, ...]]) -> UNetConfig:
+    mc, in_ch = shapes["input_blocks.0.0.weight"][:2]
+    n_in = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("input_blocks."))
+    mults, attn, ds, idx, res_per_level = [], [], 1, 1, 0
+    while idx < n_in:  # one level per iteration: ResBlocks (+attention), then a Downsample ("0.op") or the end
+        start = idx
+        while idx < n_in and f"input_blocks.{idx}.0.op.weight" not in shapes:
+            if f"input_blocks.{idx}.1.proj_in.weight" in shapes and ds not in attn:
+                attn.append(ds)
+            idx += 1
+        mults.append(shapes[f"input_blocks.{start}.0.out_layers.3.weight"][0] // mc)
+        res_per_level = idx - start
+        idx, ds = idx + 1, ds * 2
+    attn_keys = [k for k in shapes if k.endswith("transformer_blocks.0.attn2.to_k.weight")]
+    depth = 1 + max((int(k.split("transformer_blocks.")[1].split(".")[0]) for k in shapes if "transformer_blocks." in k), default=0)
+    heads_ch = 64 if all(shapes[k][0] % 64 == 0 for k in attn_keys) else None
+    if heads_ch is None:
+        raise ValueError("cannot infer num_head_channels from a non-standard-width checkpoint without metadata; "
+                         "pass network_config= (the yaml network_config section) to load_unet")
+    log.warning("network config inferred from shapes (num_head_channels assumed %d)", heads_ch)
+    kernel = shapes.get("input_blocks.1.0.time_mix_blocks.in_layers.2.weight", shapes.get("input_blocks.1.0.time_stack.in_layers.2.weight"))
+    changes: dict[str, Any] = dict(
+        in_channels=in_ch, model_channels=mc, out_channels=shapes["out.2.weight"][0], channel_mult=tuple(mults),
+        num_res_blocks=res_per_level, attention_resolutions=tuple(attn), num_head_channels=heads_ch,
+        transformer_depth=(depth,), context_dim=shapes[attn_keys[0]][1], adm_in_channels=shapes["label_emb.0.0.weight"][1],
+        extra_ff_mix_layer=any(".ff_in." in k for k in shapes), time_kernel_size=tuple(kernel[2:]),
+    )
+    motion = [k for k in shapes if k.endswith("motion_blocks.0.attn2.to_k.weight")]
+    if motion:
+        changes["motion_context_dim"] = shapes[motion[0]][1]
+    return official.replace(**changes)
+
+
+def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = None, model_kind: str | None = None,
+              device: str | torch.device = "cpu", dtype: torch.dtype | None = None, operations=None) -> SV4DUNet:
+    """Load the UNet of an official (or tiny test) engine checkpoint, strictly.
+
+    Args:
+        path_or_state_dict: ``.safetensors`` path or a state dict, with or without the ``model.diffusion_model.`` prefix.
+        network_config: official yaml ``network_config`` (or ``UNetConfig``); inferred when None.
+        model_kind: one of sv4d, sv4d2, sv4d2_8views, sv3d_u, sv3d_p; inferred when None (sv4d2 by default
+            for SV4D 2.0 weights, which share keys with sv4d2_8views).
+        device, dtype: where and in which dtype the weights end up (default: CPU, as stored).
+        operations: layer classes for construction (ComfyUI's casting ops); default ``torch.nn``.
+    Returns:
+        ``SV4DUNet`` in eval mode with attributes ``model_kind`` and ``config``.
+    """
+    src = path_or_state_dict if isinstance(path_or_state_dict, CheckpointSource) else CheckpointSource(path_or_state_dict)
+    prefix, shapes = _unet_shapes(src)
+    kind = model_kind or src.metadata.get(META_KIND)
+    kind = infer_model_kind(shapes, src.keys(), hint=kind)
+    if network_config is None:
+        cfg = infer_network_config(kind, shapes, src.metadata)
+    else:
+        cfg = network_config if isinstance(network_config, UNetConfig) else UNetConfig.from_network_config(network_config)
+    if kind in ("sv4d2", "sv4d2_8views") and network_config is None:
+        cfg = cfg.replace(use_3d_attention=(kind == "sv4d2"))
+    model = build_unet(cfg, operations=operations, device="meta", dtype=dtype)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_keys(src.name(), kind, expected, shapes)
+    state = {k: src.get(prefix + k, device=device, dtype=dtype) for k in expected}
+    model.load_state_dict(state, strict=True, assign=True)
+    model.model_kind = kind
+    return model.eval().requires_grad_(False)
+
+
+def _check_keys(name: str, kind: str, expected: dict, found: dict) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if tuple(found[k]) != tuple(expected[k]))
+    if not (missing or unexpected or wrong):
+        return
+    lines = [f"{name} looks like a {kind!r} checkpoint but does not match its UNet:"]
+    if missing:
+        lines.append(f"  {len(missing)} missing keys, e.g. {missing[:5]}")
+    if unexpected:
+        lines.append(f"  {len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
+    if wrong:
+        lines.append("  wrong shapes: " + "; ".join(f"{k}: file {tuple(found[k])} vs model {tuple(expected[k])}" for k in wrong[:5]))
+    lines.append("The file is damaged, a different model, or needs network_config= for a non-official size.")
+    raise ValueError("\n".join(lines))

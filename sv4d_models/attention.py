@@ -33,6 +33,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
         b, n, _ = x.shape
+        if context.shape[1] == 1 and self.backend != "naive":
+            # One key: softmax over a single score is exactly 1, so the output is to_out(to_v(ctx)) for every query.
+            return self.to_out(self.to_v(context)).expand(b, n, -1)
         q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
         q, k, v = (t.view(b, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))  # [b, h, L, d]
         if self.backend == "naive":
@@ -121,10 +124,10 @@ class _SpatialTransformer(nn.Module):
         n, c, h, w = x_in.shape
         return self.proj_out(x).transpose(1, 2).reshape(n, c, h, w) + x_in
 
-    def _index_embedding(self, n: int, repeats: int, device) -> torch.Tensor:
-        """Sinusoid of indices 0..n-1 tiled ``repeats`` times -> ``[repeats*n, C]``."""
-        idx = torch.arange(n, device=device).repeat(repeats)
-        return timestep_embedding(idx, self.in_channels, self.max_period)
+    def _index_embedding(self, n: int, repeats: int, like: torch.Tensor) -> torch.Tensor:
+        """Sinusoid of indices 0..n-1 tiled ``repeats`` times -> ``[repeats*n, C]`` (dtype of ``like``)."""
+        idx = torch.arange(n, device=like.device).repeat(repeats)
+        return timestep_embedding(idx, self.in_channels, self.max_period).to(like.dtype)
 
 
 class MotionTransformer(_SpatialTransformer):
@@ -157,11 +160,11 @@ class MotionTransformer(_SpatialTransformer):
         camera_ctx = context[:, :, None].expand(b, t, hw, d1).reshape(-1, 1, d1)  # [(b t hw), 1, d1]
         motion_ctx = cond_view.permute(0, 2, 3, 1).reshape(-1, 1, d2)  # [(b v hw), 1, d2]
         x_in, x = x, self._enter(x)
-        emb_time = self.time_mix_motion_embed(self._index_embedding(t, b, x.device))[:, None]  # [(b t), 1, c]
+        emb_time = self.time_mix_motion_embed(self._index_embedding(t, b, x))[:, None]  # [(b t), 1, c]
         if self.use_camera_emb:
             emb_view = self.time_mix_time_embed(emb.view(b, t, v, -1)[:, 0].reshape(b * v, -1))[:, None]
         else:
-            emb_view = self.time_mix_time_embed(self._index_embedding(v, b, x.device))[:, None]  # [(b v), 1, c]
+            emb_view = self.time_mix_time_embed(self._index_embedding(v, b, x))[:, None]  # [(b v), 1, c]
         if self.use_3d_attention:
             emb_view = emb_view.repeat(1, hw, 1).view(-1, 1, c)  # [(b v hw), 1, c]
         alpha_view = self.time_mixer.alpha()
@@ -200,7 +203,7 @@ class VideoTransformer(_SpatialTransformer):
         n, c, h, w = x.shape
         time_ctx = context[::num_frames].repeat_interleave(h * w, dim=0)  # first frame's token, per pixel
         x_in, x = x, self._enter(x)
-        emb = self.time_pos_embed(self._index_embedding(num_frames, n // num_frames, x.device))[:, None]
+        emb = self.time_pos_embed(self._index_embedding(num_frames, n // num_frames, x))[:, None]
         alpha = self.time_mixer.alpha(image_only_indicator)
         if alpha.dim() == 2:  # [b, F] -> [(b F), 1, 1]
             alpha = alpha.reshape(-1, 1, 1)

@@ -31,8 +31,14 @@ def GroupNorm32(channels: int, ops=nn, eps: float = 1e-5, groups: int = 32) -> n
     base = ops.GroupNorm
     cls = _GROUPNORM32_CLASSES.get(base)
     if cls is None:
-        def forward(self, x):
-            return base.forward(self, x.float()).type(x.dtype)
+        if base is nn.GroupNorm:  # plain torch: weights may be bf16/fp16, compute in float32 anyway
+            def forward(self, x):
+                w = None if self.weight is None else self.weight.float()
+                b = None if self.bias is None else self.bias.float()
+                return F.group_norm(x.float(), self.num_groups, w, b, self.eps).type(x.dtype)
+        else:  # casting layers (ComfyUI ops) cast their weights to the input dtype themselves
+            def forward(self, x):
+                return base.forward(self, x.float()).type(x.dtype)
 
         cls = type("GroupNorm32", (base,), {"forward": forward})
         _GROUPNORM32_CLASSES[base] = cls

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._state import ShapeReader
+from ._state import ShapeReader, StateDictSource, load_prefixed
 
 __all__ = [
     "LATENT_SCALE",
@@ -32,6 +32,8 @@ __all__ = [
     "VAEDecoder",
     "infer_encoder_config",
     "infer_decoder_config",
+    "load_vae_encoder",
+    "load_vae_decoder",
 ]
 
 LATENT_SCALE = 0.18215  # SD 2.x latent scale factor (first_stage_model decode uses z / 0.18215)
@@ -311,3 +313,47 @@ def infer_decoder_config(shapes: ShapeReader) -> VAEConfig:
     _no_attn(shapes, "up.")
     return VAEConfig(ch=ch, ch_mult=tuple(w // ch for w in widths), num_res_blocks=n_blocks - 1,
                      out_ch=shapes("conv_out.weight")[0], z_channels=z_channels, embed_dim=z_channels)
+
+
+def load_vae_encoder(
+    source: StateDictSource,
+    prefix: str = "conditioner.embedders.1.encoder.",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> VAEEncoder:
+    """Load the conditioning VAE encoder (``prefix + encoder.*``, ``prefix + quant_conv.*``) strictly.
+
+    The copy's ``decoder.*`` / ``post_quant_conv.*`` keys under ``prefix`` are recognised and not read. Works for a
+    state dict or a .safetensors path (only the needed tensors are read). ``dtype`` None keeps the stored dtype.
+    """
+    return load_prefixed(
+        source,
+        prefix,
+        lambda shapes: VAEEncoder(infer_encoder_config(shapes)),
+        model_name="VAE encoder",
+        anchor="encoder.conv_in.weight",
+        ignore=lambda rel: rel.startswith(("decoder.", "post_quant_conv.")),
+        device=device,
+        dtype=dtype,
+    )
+
+
+def load_vae_decoder(
+    source: StateDictSource,
+    prefix: str = "first_stage_model.decoder.",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> VAEDecoder:
+    """Load the image decoder (``prefix + conv_in.*, mid.*, up.*, norm_out.*, conv_out.*``) strictly.
+
+    ``decode(z)`` computes ``Decoder(z / 0.18215)`` like the official ``first_stage_model`` (no post_quant_conv).
+    """
+    return load_prefixed(
+        source,
+        prefix,
+        lambda shapes: VAEDecoder(infer_decoder_config(shapes)),
+        model_name="VAE decoder",
+        anchor="up.0.block.0.conv1.weight",
+        device=device,
+        dtype=dtype,
+    )

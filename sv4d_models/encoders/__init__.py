@@ -7,10 +7,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS: dict[str, str] = {
-    # resize.py
-    "resize": ".resize",
-    "gaussian_blur2d": ".resize",
-    "antialias_params": ".resize",
+    # resizing.py
+    "resize": ".resizing",
+    "gaussian_blur2d": ".resizing",
+    "antialias_params": ".resizing",
     # _state.py
     "StateDictSource": "._state",
     "describe_checkpoint": "._state",

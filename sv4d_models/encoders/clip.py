@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._state import ShapeReader, StateDictSource, load_prefixed
-from .resize import resize
+from .resizing import resize
 
 __all__ = [
     "CLIP_MEAN",

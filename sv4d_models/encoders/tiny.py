@@ -17,8 +17,9 @@ from .vae import AutoencoderKL, VAEConfig, VAEDecoder
 
 __all__ = ["tiny_clip_state_dict", "tiny_vae_state_dict", "TINY_VAE_CONFIG", "random_weight"]
 
-# 4 levels -> /8 like the real VAE (pipeline shape logic unchanged); widths multiples of 32 for GroupNorm(32).
-TINY_VAE_CONFIG = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)
+# Same key names as the official VAE (4 levels -> /8, 2 res blocks, nin_shortcut where the width changes, like
+# [1, 2, 4, 4]); widths 32/64/96/96 are multiples of 32 for GroupNorm(32).
+TINY_VAE_CONFIG = VAEConfig(ch=32, ch_mult=(1, 2, 3, 3), num_res_blocks=2)
 VAE_PREFIX = "conditioner.embedders.1.encoder."
 DECODER_PREFIX = "first_stage_model.decoder."
 

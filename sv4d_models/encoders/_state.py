@@ -157,6 +157,20 @@ def _convert(t: torch.Tensor, device: torch.device | str | None, dtype: torch.dt
     return t.to(device=device if device is not None else t.device, dtype=target_dtype)
 
 
+def _compare(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], prefix: str, ignore: Callable[[str], bool]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, wrong-shape) descriptions, full key names, for a strict load."""
+    missing = [prefix + k for k in sorted(set(expected) - set(found))]
+    unexpected = [prefix + k for k in sorted(found) if k not in expected and not ignore(k)]
+    wrong = [
+        f"{prefix}{k} is {list(found[k])}, expected {list(shape)}"
+        for k, shape in expected.items()
+        if k in found and found[k] != shape
+    ]
+    return missing, unexpected, wrong
+
+
 def load_prefixed(
     source: StateDictSource,
     prefix: str,
@@ -199,15 +213,9 @@ def load_prefixed(
         with torch.device("meta"):
             module = build(shapes)
         expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-        missing = sorted(set(expected) - set(rel))
-        unexpected = sorted(r for r in rel if r not in expected and not ignore(r))
-        wrong = [
-            f"{prefix}{r} is {list(shapes.shapes[r])}, expected {list(s)}"
-            for r, s in expected.items()
-            if r in rel and shapes.shapes[r] != s
-        ]
-        if missing or unexpected or wrong:
-            raise mismatch([prefix + m for m in missing], [prefix + u for u in unexpected], wrong)
+        problems = _compare(expected, shapes.shapes, prefix, ignore)
+        if any(problems):
+            raise mismatch(*problems)
         sd = {r: _convert(src.tensor(rel[r]), device, dtype) for r in expected}
     module.load_state_dict(sd, strict=True, assign=True)
     return module.eval().requires_grad_(False)

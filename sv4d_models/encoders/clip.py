@@ -69,9 +69,20 @@ class ClipVisionConfig:
         return cls(**d)
 
 
+def _open_clip_transformer():
+    """Import ``open_clip.transformer`` (lazily; call it outside any ``torch.device("meta")`` block so that
+    module-level tensors of open_clip / timm are not created on the meta device)."""
+    try:
+        import open_clip.transformer as oct
+    except ImportError as err:
+        raise ImportError("the CLIP image encoder needs open_clip: pip install open_clip_torch") from err
+    return oct
+
+
 def build_clip_visual(cfg: ClipVisionConfig) -> nn.Module:
     """open_clip ``VisionTransformer`` configured like ``create_model("ViT-H-14")`` at fp32 (GELU, LayerNorm)."""
-    from open_clip.transformer import LayerNorm, VisionTransformer
+    oct = _open_clip_transformer()
+    VisionTransformer, LayerNorm = oct.VisionTransformer, oct.LayerNorm
 
     if cfg.width % cfg.heads:
         raise ValueError(f"width {cfg.width} is not divisible by heads {cfg.heads}")
@@ -159,6 +170,7 @@ def load_clip_image_encoder(
     Text-tower leftovers under ``prefix`` are ignored; any other key under ``prefix`` is an error. ``dtype`` None
     keeps the stored dtype. Raises ValueError naming missing / unexpected / wrong-shape keys.
     """
+    _open_clip_transformer()  # import before the meta-device build
     return load_prefixed(
         source,
         prefix,

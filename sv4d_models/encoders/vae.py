@@ -64,6 +64,11 @@ class VAEConfig:
         return cls(**d)
 
 
+def _swish(x: torch.Tensor) -> torch.Tensor:
+    """``x * sigmoid(x)`` written as in LDM (``F.silu`` differs in the last float bits)."""
+    return x * torch.sigmoid(x)
+
+
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
     if channels % groups:
         raise ValueError(f"GroupNorm needs channels ({channels}) divisible by {groups}; use multiples of {groups}")
@@ -83,8 +88,8 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, Cin, H, W] -> [B, Cout, H, W]
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(_swish(self.norm1(x)))
+        h = self.conv2(_swish(self.norm2(h)))
         if hasattr(self, "nin_shortcut"):
             x = self.nin_shortcut(x)
         return x + h
@@ -104,7 +109,7 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W]
         b, c, h, w = x.shape
         hn = self.norm(x)
-        q, k, v = (m(hn).reshape(b, 1, c, h * w).transpose(-1, -2) for m in (self.q, self.k, self.v))
+        q, k, v = (m(hn).reshape(b, 1, c, h * w).transpose(-1, -2).contiguous() for m in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v)  # [B, 1, HW, C], scale C^-0.5
         out = out.transpose(-1, -2).reshape(b, c, h, w)
         return x + self.proj_out(out)
@@ -174,7 +179,7 @@ class Encoder(nn.Module):
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_swish(self.norm_out(h)))
 
 
 class Decoder(nn.Module):
@@ -208,7 +213,7 @@ class Decoder(nn.Module):
                 h = block(h)
             if hasattr(stage, "upsample"):
                 h = stage.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_swish(self.norm_out(h)))
 
 
 def _chunked(fn, x: torch.Tensor, chunk: int | None) -> torch.Tensor:

@@ -338,3 +338,30 @@ def test_importing_encoders_does_not_import_open_clip():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"
+
+
+def test_clip_heads_inferred_from_width_or_given():
+    from sv4d_models.encoders import ClipImageEncoder
+
+    cfg = ClipVisionConfig(image_size=56, patch_size=14, width=64, layers=1, heads=2, output_dim=16)
+    model = ClipImageEncoder(cfg)
+    sd = {CLIP_PREFIX + k: v for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"width 64 is not a multiple of the ViT-H-14 head width 80; pass heads="):
+        load_clip_image_encoder(sd)
+    loaded = load_clip_image_encoder(sd, heads=2)
+    assert loaded.config == cfg and loaded.visual.transformer.resblocks[0].attn.num_heads == 2
+    x = _images(2, 40, 30)
+    torch.testing.assert_close(loaded(x), model.eval()(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("keys,phrase", [
+    (["model.diffusion_model.a", "conditioner.embedders.5.encoder.b"], "SV4D / SV4D 2.0 checkpoint"),
+    (["model.diffusion_model.a", "conditioner.embedders.1.encoder.b"], "SV3D checkpoint"),
+    (["model.diffusion_model.a", "conditioner.embedders.3.encoder.b"], "SVD"),
+    (["encoder.conv_in.weight", "decoder.conv_in.weight"], "standalone AutoencoderKL"),
+    (["foo.bar"], "unrecognised checkpoint (1 tensors, e.g. foo.bar)"),
+])
+def test_describe_checkpoint(keys, phrase):
+    from sv4d_models.encoders import describe_checkpoint
+
+    assert phrase in describe_checkpoint(keys)

@@ -73,17 +73,14 @@ def open_state(source: StateDictSource) -> Iterator[_DictSource | _SafetensorsSo
     from safetensors import SafetensorError, safe_open
 
     try:
-        handle_cm = safe_open(str(path), framework="pt", device="cpu")
-        handle = handle_cm.__enter__()
+        handle = safe_open(str(path), framework="pt", device="cpu")
     except SafetensorError as err:
         raise ValueError(
             f"{str(path)!r} is not a readable .safetensors file (truncated or corrupt download?): {err}. "
             "Re-download the checkpoint."
         ) from err
-    try:
+    with handle:
         yield _SafetensorsSource(handle)
-    finally:
-        handle_cm.__exit__(None, None, None)
 
 
 def describe_checkpoint(keys: list[str]) -> str:

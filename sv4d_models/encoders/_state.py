@@ -1,0 +1,218 @@
+"""Strict, memory-light loading of one sub-model out of a (possibly 12 GB) checkpoint.
+
+A source is either an in-memory ``{name: tensor}`` mapping or a path to a ``.safetensors`` file. For files only the
+header is read up front (names and shapes); tensor data is read one tensor at a time and only for the keys the
+module needs, so the whole file is never materialised. Modules are built on the meta device and filled with
+``load_state_dict(assign=True)``, so weights are never held twice.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Union
+
+import torch
+from torch import nn
+
+StateDictSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
+
+__all__ = ["StateDictSource", "ShapeReader", "describe_checkpoint", "load_prefixed", "open_state"]
+
+_MAX_LISTED = 8
+
+
+class _DictSource:
+    def __init__(self, sd: Mapping[str, torch.Tensor]) -> None:
+        self._sd = sd
+
+    def keys(self) -> list[str]:
+        return list(self._sd.keys())
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._sd[key].shape)
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return self._sd[key]
+
+
+class _SafetensorsSource:
+    def __init__(self, handle) -> None:
+        self._f = handle
+        self._keys = list(handle.keys())
+
+    def keys(self) -> list[str]:
+        return self._keys
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._f.get_slice(key).get_shape())
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return self._f.get_tensor(key)
+
+
+@contextmanager
+def open_state(source: StateDictSource) -> Iterator[_DictSource | _SafetensorsSource]:
+    """Yield a reader with ``keys()``, ``shape(key)`` and ``tensor(key)`` over a dict or a .safetensors path."""
+    if isinstance(source, Mapping):
+        yield _DictSource(source)
+        return
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            f"expected a state dict (Mapping[str, Tensor]) or a path to a .safetensors file, got {type(source)}"
+        )
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"checkpoint file {str(path)!r} does not exist; pass the path of a .safetensors file")
+    if path.suffix.lower() != ".safetensors":
+        raise ValueError(
+            f"{str(path)!r} is not a .safetensors file; only .safetensors checkpoints are read "
+            "(convert .ckpt/.pt files with safetensors.torch.save_file first)"
+        )
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt", device="cpu")
+    except SafetensorError as err:
+        raise ValueError(
+            f"{str(path)!r} is not a readable .safetensors file (truncated or corrupt download?): {err}. "
+            "Re-download the checkpoint."
+        ) from err
+    with handle:
+        yield _SafetensorsSource(handle)
+
+
+def describe_checkpoint(keys: list[str]) -> str:
+    """Best guess (one phrase) of which model a list of state-dict keys belongs to, for error messages."""
+    ks = set(keys)
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in ks)
+
+    if has("conditioner.embedders.5.encoder.") and has("model.diffusion_model."):
+        return "an SV4D / SV4D 2.0 checkpoint"
+    if has("conditioner.embedders.5.encoder."):
+        return "an SV4D / SV4D 2.0 conditioner"
+    if has("conditioner.embedders.3.encoder."):
+        return "an SVD (Stable Video Diffusion, image-to-video) checkpoint"
+    if has("conditioner.embedders.1.encoder.") and has("model.diffusion_model."):
+        return "an SV3D checkpoint"
+    if has("cond_stage_model.") and has("first_stage_model."):
+        return "a Stable Diffusion 1.x/2.x checkpoint (no SV3D/SV4D conditioner)"
+    if has("conditioner.embedders.") and has("model.diffusion_model."):
+        return "an sgm (SDXL-style) checkpoint without the SV3D/SV4D conditioner"
+    if has("model.diffusion_model."):
+        return "a diffusion-model checkpoint without conditioner weights"
+    if "encoder.conv_in.weight" in ks and "decoder.conv_in.weight" in ks:
+        return "a standalone AutoencoderKL (VAE) checkpoint"
+    if "conv_in.weight" in ks and "conv_out.weight" in ks:
+        return "a standalone VAE encoder or decoder"
+    if "visual.conv1.weight" in ks or "conv1.weight" in ks:
+        return "a standalone OpenCLIP checkpoint"
+    sample = ", ".join(sorted(ks)[:3])
+    return f"an unrecognised checkpoint ({len(ks)} tensors, e.g. {sample})"
+
+
+def _suggest_prefix(keys: list[str], anchor: str) -> str:
+    hits = sorted(k[: -len(anchor)] for k in keys if k.endswith(anchor))
+    if not hits:
+        return ""
+    return f" Keys of this kind were found under prefix={hits[0]!r}; pass that prefix instead."
+
+
+def _listed(items: list[str]) -> str:
+    more = f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
+    return ", ".join(items[:_MAX_LISTED]) + more
+
+
+class ShapeReader:
+    """Shapes of the keys under one prefix; a missing key raises the loader's ValueError (used for inference)."""
+
+    def __init__(self, rel_shapes: dict[str, tuple[int, ...]], error: Callable[[list[str]], ValueError]) -> None:
+        self.shapes = rel_shapes
+        self._error = error
+
+    def __call__(self, rel_key: str) -> tuple[int, ...]:
+        if rel_key not in self.shapes:
+            raise self._error([rel_key])
+        return self.shapes[rel_key]
+
+    def indices(self, rel_prefix: str) -> list[int]:
+        """Sorted distinct integers N of keys ``<rel_prefix>N.*`` (e.g. ``down.`` -> levels)."""
+        found = set()
+        for k in self.shapes:
+            if k.startswith(rel_prefix):
+                head = k[len(rel_prefix):].split(".", 1)[0]
+                if head.isdigit():
+                    found.add(int(head))
+        return sorted(found)
+
+
+def _convert(t: torch.Tensor, device: torch.device | str | None, dtype: torch.dtype | None) -> torch.Tensor:
+    target_dtype = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
+    return t.to(device=device if device is not None else t.device, dtype=target_dtype)
+
+
+def _compare(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], prefix: str, ignore: Callable[[str], bool]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, wrong-shape) descriptions, full key names, for a strict load."""
+    missing = [prefix + k for k in sorted(set(expected) - set(found))]
+    unexpected = [prefix + k for k in sorted(found) if k not in expected and not ignore(k)]
+    wrong = [
+        f"{prefix}{k} is {list(found[k])}, expected {list(shape)}"
+        for k, shape in expected.items()
+        if k in found and found[k] != shape
+    ]
+    return missing, unexpected, wrong
+
+
+def load_prefixed(
+    source: StateDictSource,
+    prefix: str,
+    build: Callable[[ShapeReader], nn.Module],
+    *,
+    model_name: str,
+    anchor: str,
+    ignore: Callable[[str], bool] = lambda _k: False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """Build ``build(shapes)`` on meta and load the keys under ``prefix`` strictly into it (assign=True).
+
+    ``ignore(rel_key)`` marks keys under the prefix that are known and deliberately not loaded. ``anchor`` is a
+    relative key that identifies this kind of weights (used to suggest the right prefix in errors).
+    """
+    with open_state(source) as src:
+        keys = src.keys()
+
+        def mismatch(missing: list[str], unexpected: list[str] = (), wrong: list[str] = ()) -> ValueError:
+            parts = [f"cannot load the {model_name} from prefix {prefix!r}:"]
+            if missing:
+                parts.append(f"missing keys: {_listed(missing)};")
+            if unexpected:
+                parts.append(f"unexpected keys: {_listed(unexpected)};")
+            if wrong:
+                parts.append(f"wrong shapes: {_listed(wrong)};")
+            parts.append(f"the checkpoint looks like {describe_checkpoint(keys)}.")
+            return ValueError(" ".join(parts) + _suggest_prefix(keys, anchor))
+
+        rel = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
+        if not rel:
+            raise ValueError(
+                f"no {model_name} weights in this checkpoint: no key starts with prefix {prefix!r}; "
+                f"it looks like {describe_checkpoint(keys)}.{_suggest_prefix(keys, anchor)}"
+            )
+        shapes = ShapeReader(
+            {r: src.shape(k) for r, k in rel.items()}, lambda ks: mismatch([prefix + k for k in ks])
+        )
+        with torch.device("meta"):
+            module = build(shapes)
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        problems = _compare(expected, shapes.shapes, prefix, ignore)
+        if any(problems):
+            raise mismatch(*problems)
+        sd = {r: _convert(src.tensor(rel[r]), device, dtype) for r in expected}
+    module.load_state_dict(sd, strict=True, assign=True)
+    return module.eval().requires_grad_(False)

@@ -45,6 +45,8 @@ def run_pass(unet: Callable, planned: PlannedPass, conds: Mapping[str, tuple[dic
         raise ValueError(f"{len(sigmas) - 1} sampler steps but the plan was made for "
                          f"{len(planned.step_directions)}; call plan(..., num_steps={len(sigmas) - 1})")
     shape = (len(planned.frames), len(planned.views)) + tuple(latent_shape)
+    if x_init is not None and tuple(x_init.shape) != shape:
+        raise ValueError(f"x_init has shape {tuple(x_init.shape)}; this pass needs {shape} (T, V, C, h, w)")
     x = initial_latent(shape, sigmas, generator, device, dtype) if x_init is None else x_init
     models = pass_denoisers(unet, planned, conds, guider)
     if planned.kind == "dense":

@@ -111,3 +111,30 @@ def test_sample_dense_alternating_validates():
                                  orders={"forward": [0, 1, 1], "backward": [2, 1, 0]})
     with pytest.raises(ValueError, match="one per step"):
         sample_dense_alternating({"forward": model, "backward": model}, x, get_sigmas_edm(2), ["forward"])
+
+
+@pytest.mark.parametrize("kind,n", [("sv4d", 9), ("sv4d", 3), ("sv4d2_8views", 7)])
+def test_plan_drives_a_whole_video(kind, n):
+    """A pipeline-shaped loop: every reference exists when read, every output cell ends up filled."""
+    p = plan(kind, n, num_steps=2)
+    n_t, n_v = p.frames_per_pass, p.n_views
+    inputs = torch.randn(n, C, H, H, generator=torch.Generator().manual_seed(1))  # "VAE latents" of the video
+    matrix = {(0, v): torch.zeros(C, H, H) for v in range(1, n_v + 1)} if p.given_reference_row else {}
+
+    def unet(x, timesteps, context, y, cond_view=None, cond_motion=None, num_video_frames=None,
+             image_only_indicator=None):
+        return torch.zeros(x.shape[0], C, H, H)
+
+    gen = torch.Generator().manual_seed(0)
+    for q in p.passes:
+        conds = {}
+        for d in q.directions:
+            ref = None if d.reference_frame is None else torch.stack(
+                [matrix[(d.reference_frame, v)] for v in q.views])  # KeyError if not generated yet
+            lat = inputs[list(d.cond_frames)]
+            conds[d.name] = build_sv4d_cond(kind, torch.ones(n_t, 8), lat, lat, ref, [1.5] * n_v,
+                                            [0.1 * k for k in range(n_v)], dims=(4, 4, 4), n_views=n_v)
+        out = run_pass(unet, q, conds, get_sigmas_edm(2), None, (C, H, H), generator=gen)
+        for t, v in q.writes:
+            matrix[(t, v)] = out[q.row_of(t), q.views.index(v)]
+    assert set(matrix) == {(t, v) for t in range(n) for v in range(1, n_v + 1)}

@@ -6,8 +6,8 @@ from .guiders import (LinearPredictionGuider, SpatiotemporalPredictionGuider, Tr
                       VanillaCFG, default_guider)
 from .passes import pass_denoisers, run_pass
 from .plan import Direction, Plan, PlannedPass, official_supported, plan
-from .samplers import (default_step_directions, euler_edm_step, initial_latent, sample_dense_alternating,
-                       sample_euler_edm)
+from .samplers import (SamplingCallback, default_step_directions, euler_edm_step, initial_latent,
+                       sample_dense_alternating, sample_euler_edm)
 from .schedule import get_sigmas_edm
 
 __all__ = [
@@ -16,5 +16,5 @@ __all__ = [
     "LinearPredictionGuider", "SpatiotemporalPredictionGuider", "TrianglePredictionGuider", "VanillaCFG",
     "default_guider", "pass_denoisers", "run_pass", "Direction", "Plan", "PlannedPass", "official_supported",
     "plan", "default_step_directions", "euler_edm_step", "initial_latent", "sample_dense_alternating",
-    "sample_euler_edm", "get_sigmas_edm",
+    "sample_euler_edm", "get_sigmas_edm", "SamplingCallback",
 ]

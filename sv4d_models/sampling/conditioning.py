@@ -46,8 +46,8 @@ def timestep_embedding(values, dim: int, max_period: float = 10000.0) -> torch.T
         raise ValueError(f"dim={dim} must be >= 2")
     s = torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values).reshape(-1)
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32) / half)
-    args = s.to(device=freqs.device).float()[:, None] * freqs[None]
+    freqs = torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32) / half).to(s.device)
+    args = s.float()[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)

@@ -7,7 +7,7 @@ import torch
 
 from .denoiser import CFGDenoiser, Denoiser
 from .plan import PlannedPass
-from .samplers import initial_latent, sample_dense_alternating, sample_euler_edm
+from .samplers import SamplingCallback, initial_latent, sample_dense_alternating, sample_euler_edm
 
 
 def pass_denoisers(unet: Callable, planned: PlannedPass, conds: Mapping[str, tuple[dict, dict]],
@@ -27,7 +27,7 @@ def pass_denoisers(unet: Callable, planned: PlannedPass, conds: Mapping[str, tup
 @torch.no_grad()
 def run_pass(unet: Callable, planned: PlannedPass, conds: Mapping[str, tuple[dict, dict]], sigmas: torch.Tensor,
              guider: Callable | None, latent_shape: tuple[int, int, int], generator: torch.Generator | None = None,
-             callback: Callable | None = None, device=None, dtype: torch.dtype = torch.float32,
+             callback: SamplingCallback | None = None, device=None, dtype: torch.dtype = torch.float32,
              x_init: torch.Tensor | None = None) -> torch.Tensor:
     """Sample one pass of a ``Plan``.
 

@@ -147,6 +147,11 @@ class Plan:
         return cls(d["model_kind"], d["n_frames"], d["mode"], d["frames_per_pass"], d["n_views"], d["num_steps"],
                    d["given_reference_row"], tuple(PlannedPass.from_json(p) for p in d["passes"]))
 
+    @property
+    def total_steps(self) -> int:
+        """Sampler steps over all passes (for a global progress bar: pass k step i is k*num_steps + i)."""
+        return len(self.passes) * self.num_steps
+
     def final_writer(self) -> dict[tuple[int, int], int]:
         """``(t, v) -> index`` of the pass whose output ends up in each generated cell."""
         out = {}

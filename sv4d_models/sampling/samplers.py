@@ -8,11 +8,20 @@ and may raise to interrupt sampling (the exception propagates unchanged).
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
 
 from .denoiser import append_dims
+
+
+class SamplingCallback(Protocol):
+    """Called once per step with ``{'x', 'i', 'sigma', 'sigma_next', 'denoised'[, 'direction']}``.
+
+    Use it for progress (``i`` of ``len(sigmas) - 1``), previews (``denoised``) and interruption (raise).
+    """
+
+    def __call__(self, info: dict) -> None: ...
 
 
 def to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
@@ -49,7 +58,7 @@ def _gamma(sigmas: torch.Tensor, i: int, s_churn: float, s_tmin: float, s_tmax: 
 
 @torch.no_grad()
 def sample_euler_edm(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Mapping | None = None,
-                     callback: Callable | None = None, generator: torch.Generator | None = None,
+                     callback: SamplingCallback | None = None, generator: torch.Generator | None = None,
                      s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
                      s_noise: float = 1.0) -> torch.Tensor:
     """Euler EDM sampler (sgm ``EulerEDMSampler``); ``x`` is the already-scaled start (``initial_latent``).
@@ -89,7 +98,7 @@ def _check_orders(orders: Mapping[str, Sequence[int]], n_rows: int) -> dict[str,
 def sample_dense_alternating(models: Mapping[str, Callable], x: torch.Tensor, sigmas: torch.Tensor,
                              step_directions: Sequence[str] | None = None,
                              orders: Mapping[str, Sequence[int]] | None = None,
-                             callback: Callable | None = None,
+                             callback: SamplingCallback | None = None,
                              generator: torch.Generator | None = None) -> torch.Tensor:
     """SV4D dense pass: each Euler step uses one direction's conditioning and frame order.
 

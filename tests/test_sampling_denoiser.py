@@ -160,3 +160,15 @@ def test_churn_uses_generator():
     run = lambda seed: sample_euler_edm(lambda x, s: 0.5 * x, torch.ones(2, 2), sigmas,
                                         generator=torch.Generator().manual_seed(seed), s_churn=1.0)
     assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
+
+
+def test_half_precision_latents_do_not_overflow():
+    def unet(x, timesteps, context, y, num_video_frames=None, image_only_indicator=None):
+        assert x.dtype == torch.float32
+        return torch.zeros(x.shape[0], 4, 2, 2)
+
+    den = Denoiser(unet, num_video_frames=3)
+    x = torch.ones(3, 4, 2, 2, dtype=torch.float16)
+    out = den(x, torch.full((3,), 700.0), {"concat": torch.zeros(3, 4, 2, 2), "vector": torch.zeros(3, 8)})
+    assert torch.isfinite(out).all() and out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.full_like(out, 1 / (700.0**2 + 1)))

@@ -138,3 +138,21 @@ def test_plan_drives_a_whole_video(kind, n):
         for t, v in q.writes:
             matrix[(t, v)] = out[q.row_of(t), q.views.index(v)]
     assert set(matrix) == {(t, v) for t in range(n) for v in range(1, n_v + 1)}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dense_pass_on_cuda_matches_cpu():
+    p = plan("sv4d", 21, num_steps=4).passes[1]
+    sigmas = get_sigmas_edm(4, sigma_max=10.0)
+    guider = SpatiotemporalPredictionGuider(2.0, T * V, num_views=V)
+    x0 = torch.randn(T, V, C, H, H, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for device in ("cpu", "cuda"):
+        conds = {k: tuple({kk: vv.to(device) for kk, vv in d.items()} for d in cu) for k, cu in _conds(p).items()}
+        unet = RecordingUNet()
+        wrapped = lambda x, *a, **k: unet(x.cpu(), *[t.cpu() if torch.is_tensor(t) else t for t in a],
+                                          **{kk: vv.cpu() if torch.is_tensor(vv) else vv for kk, vv in k.items()}
+                                          ).to(x.device)
+        outs.append(run_pass(wrapped, p, conds, sigmas.to(device), guider, (C, H, H), x_init=x0.to(device)).cpu())
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)

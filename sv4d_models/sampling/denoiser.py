@@ -69,8 +69,13 @@ class Denoiser:
         self.scaling = scaling if scaling is not None else VScalingWithEDMcNoise()
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """x ``[B, 4, h, w]``, sigma ``[B]`` (or scalar), cond with ``concat [B, 4, h, w]`` -> ``[B, 4, h, w]``."""
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        """x ``[B, 4, h, w]``, sigma ``[B]`` (or scalar), cond with ``concat [B, 4, h, w]`` -> ``[B, 4, h, w]``.
+
+        Scalings are computed in at least float32 (sigma^2 = 490000 overflows float16); the result is float32
+        for float16/bfloat16 latents. The network's own dtype handling (autocast, casts) is the UNet's business.
+        """
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
+        sigma = torch.as_tensor(sigma).to(device=x.device, dtype=x.dtype)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         c_skip, c_out, c_in, c_noise = self.scaling(append_dims(sigma, x.ndim))
@@ -108,7 +113,8 @@ class CFGDenoiser:
             self.cond = stack_cfg_cond(cond, uncond)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
+        sigma = torch.as_tensor(sigma).to(device=x.device, dtype=x.dtype)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         if self.guider is None:

@@ -198,3 +198,14 @@ def test_short_videos_are_padded():
         plan("sv4d", 0)
     with pytest.raises(ValueError, match="model_kind"):
         plan("sv3d_u", 21)
+
+
+def test_docstring_examples():
+    p = plan("sv4d", 23)
+    anchors = [(q.frames, q.reference_frame, sorted({t for t, _ in q.writes})) for q in p.passes if q.kind == "anchor"]
+    assert anchors == [((4, 8, 12, 16, 20), 0, [4, 8, 12, 16, 20]), ((8, 12, 16, 20, 22), 4, [22])]
+    assert [q.frames[0] for q in p.passes if q.kind == "dense"] == [0, 4, 8, 12, 16, 18]
+    p = plan("sv4d", 9)
+    assert [(q.kind, q.frames) for q in p.passes] == [("anchor", (4, 8, 4, 8, 4)), ("dense", (0, 1, 2, 3, 4)),
+                                                      ("dense", (4, 5, 6, 7, 8))]
+    assert p.total_steps == 3 * 20

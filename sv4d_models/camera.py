@@ -148,3 +148,109 @@ class Cameras:
                           f"{self.radius}, azimuth relative to the input view",
             "frames": frames,
         }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conditioning angles (what the diffusion models are fed; radians, float64 numpy, per view).
+# The official scripts compute these in float64 numpy; the arithmetic below follows their order of
+# operations so that the float32 cast inside the embedding gives identical values.
+
+SV4D_MODEL_KINDS = ("sv4d", "sv4d2", "sv4d2_8views")
+
+
+def _as_list(values, n: int, name: str, what: str) -> list[float]:
+    """Scalar -> n copies; sequence -> list of floats, checked to have length n."""
+    if isinstance(values, (int, float, np.floating, np.integer)):
+        return [float(values)] * n
+    out = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    if len(out) != n:
+        raise ValueError(f"{name} has {len(out)} values; give 1 value or a list of {n} ({what})")
+    return out
+
+
+def sv3d_conditioning_angles(elevations_deg=10.0, azimuths_deg=None, n_views: int = SV3D_N_VIEWS):
+    """SV3D orbit conditioning in raw model order (input view last), as ``simple_video_sample_4d.py``.
+
+    Args:
+        elevations_deg: scalar or ``n_views`` elevations (deg) of the raw orbit.
+        azimuths_deg: ``n_views`` azimuths (deg) of the raw orbit; default ``linspace(0, 360, n+1)[1:] % 360``.
+    Returns:
+        ``(polars_rad [n], azimuths_rad [n])`` float64: polar = deg2rad(90 - elev) (absolute),
+        azimuth = deg2rad((a - a[-1]) % 360) (relative to the last, input, view).
+    """
+    elevs = _as_list(elevations_deg, n_views, "elevations_deg", "raw SV3D orbit order, input view last")
+    if azimuths_deg is None:
+        azimuths_deg = sv3d_orbit_azimuths_deg(n_views)
+    azims = _as_list(azimuths_deg, n_views, "azimuths_deg", "raw SV3D orbit order, input view last")
+    polars_rad = np.array([np.deg2rad(90 - e) for e in elevs])
+    azimuths_rad = np.array([np.deg2rad((a - azims[-1]) % 360) for a in azims])
+    return polars_rad, azimuths_rad
+
+
+def sv4d_conditioning_angles(elevations_deg=10.0, azimuths_deg=None, official: bool = True):
+    """Per-view (8 views) SV4D camera conditioning from the SV3D orbit arguments.
+
+    ``elevations_deg`` / ``azimuths_deg`` are the official CLI arguments (scalar or 21 values in raw SV3D
+    orbit order). SV4D uses the absolute polar ``90 - elev`` and azimuths relative to the input view.
+    ``official=True`` reproduces the script literally: both angles are read at raw orbit index
+    ``SV4D_SUBSAMPLED_VIEWS[j]`` although the reference image of view j is raw frame ``sub[j] - 1``; the
+    azimuth subtraction compensates for a uniform orbit, the polar does not (off by one orbit step for
+    per-view elevation lists with sv3d_p). ``official=False`` reads both at the image's own index.
+
+    Returns:
+        ``(polars_rad [8], azimuths_rad [8])`` float64 numpy.
+    """
+    polars_rad, azimuths_rad = sv3d_conditioning_angles(elevations_deg, azimuths_deg)
+    sub = np.array(SV4D_SUBSAMPLED_VIEWS[1:])
+    if official:
+        polars = polars_rad[sub]
+        azims = (azimuths_rad[sub] - azimuths_rad[0]) % (math.pi * 2)
+    else:
+        polars = polars_rad[sub - 1]
+        azims = (azimuths_rad[sub - 1] - azimuths_rad[-1]) % (math.pi * 2)
+    return polars, azims
+
+
+def sv4d2_conditioning_angles(model_kind: str = "sv4d2", elevations_deg=0.0, azimuths_deg=None):
+    """Per-view SV4D 2.0 conditioning as ``simple_video_sample_4d2.py`` (relative polar and azimuth).
+
+    Args:
+        elevations_deg: scalar or V+1 elevations (deg), index 0 = input view.
+        azimuths_deg: V+1 azimuths (deg), index 0 = input view; default ``SV4D2_AZIMUTHS_DEG`` /
+            ``SV4D2_8VIEWS_AZIMUTHS_DEG``.
+    Returns:
+        ``(polars_rad [V], azimuths_rad [V])`` float64: polar ``(p_v - p_0 + pi/2) mod 2pi``,
+        azimuth ``(a_v - a_0) mod 2pi`` (computed as the script does).
+    """
+    if model_kind not in ("sv4d2", "sv4d2_8views"):
+        raise ValueError(f"model_kind={model_kind!r}: SV4D 2.0 angles exist for 'sv4d2' and 'sv4d2_8views'")
+    default = SV4D2_AZIMUTHS_DEG if model_kind == "sv4d2" else SV4D2_8VIEWS_AZIMUTHS_DEG
+    n_views = len(default)
+    elevs = _as_list(elevations_deg, n_views, "elevations_deg", "input view first")
+    azims = _as_list(default if azimuths_deg is None else azimuths_deg, n_views, "azimuths_deg", "input view first")
+    polars_rad = np.array([np.deg2rad(90 - e) for e in elevs])
+    azimuths_rad = np.array([np.deg2rad((a - azims[-1]) % 360) for a in azims])
+    polars = (polars_rad[1:] - polars_rad[0] + math.pi / 2) % (math.pi * 2)
+    azims_out = (azimuths_rad[1:] - azimuths_rad[0]) % (math.pi * 2)
+    return polars, azims_out
+
+
+def conditioning_angles(model_kind: str, elevations_deg=None, azimuths_deg=None, official: bool = True):
+    """Per-view ``(polars_rad [V], azimuths_rad [V])`` for a 4D model with the official defaults.
+
+    ``elevations_deg=None`` means the script default (10 deg absolute for sv4d, 0 deg relative for sv4d2*).
+    """
+    if model_kind == "sv4d":
+        elev = 10.0 if elevations_deg is None else elevations_deg
+        return sv4d_conditioning_angles(elev, azimuths_deg, official=official)
+    if model_kind in ("sv4d2", "sv4d2_8views"):
+        elev = 0.0 if elevations_deg is None else elevations_deg
+        return sv4d2_conditioning_angles(model_kind, elev, azimuths_deg)
+    raise ValueError(f"model_kind={model_kind!r} is not supported; use one of {', '.join(SV4D_MODEL_KINDS)}")
+
+
+def tile_views(per_view, n_frames: int) -> np.ndarray:
+    """Repeat per-view values for ``n_frames`` frames in the (t, v) latent order (v fastest): ``[T*V]``."""
+    if n_frames < 1:
+        raise ValueError(f"n_frames={n_frames} must be >= 1")
+    return np.asarray(per_view)[None].repeat(n_frames, 0).flatten()

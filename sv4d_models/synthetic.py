@@ -14,6 +14,7 @@ OpenGL cameras, white background). ``depth`` is the distance along the unit ray 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -77,10 +78,7 @@ class Primitive:
 
     def pose(self, t: float) -> tuple[torch.Tensor, torch.Tensor, float, float]:
         """Centre ``[3]``, rotation ``[3, 3]`` (local -> world), scale and bend curvature at time ``t``."""
-        wave = math.sin(2.0 * math.pi * (t + self.phase))
-        center = torch.tensor(self.center, dtype=torch.float32) + wave * torch.tensor(self.translate_amp)
-        rot = _euler(self.base_rotation_deg) @ _axis_angle(self.rotate_axis, self.rotate_amp_deg * wave)
-        return center, rot, 1.0 + self.pulse_amp * wave, self.bend_amp * wave
+        return _pose(self, float(t))
 
     def local(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """World points ``[N, 3]`` -> unscaled, unbent object coordinates ``[N, 3]`` (texture space)."""
@@ -122,6 +120,14 @@ class Primitive:
             azimuth = torch.atan2(p[:, 1], p[:, 0]) / (2 * math.pi) + 0.5
             odd = torch.floor(azimuth * 2 * self.texture_freq).remainder(2) > 0.5
         return torch.where(odd[:, None], torch.tensor(self.color2, dtype=x.dtype), c1)
+
+
+@functools.lru_cache(maxsize=256)
+def _pose(prim: Primitive, t: float) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    wave = math.sin(2.0 * math.pi * (t + prim.phase))
+    center = torch.tensor(prim.center, dtype=torch.float32) + wave * torch.tensor(prim.translate_amp)
+    rot = _euler(prim.base_rotation_deg) @ _axis_angle(prim.rotate_axis, prim.rotate_amp_deg * wave)
+    return center, rot, 1.0 + prim.pulse_amp * wave, prim.bend_amp * wave
 
 
 def _euler(deg: tuple[float, float, float]) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
     python scripts/validate_glb.py                 # builds switch + morph GLBs from the synthetic scene
     python scripts/validate_glb.py a.glb b.glb     # validates given files
+    python scripts/validate_glb.py --playback      # also plays them with three.js' AnimationMixer (node)
 
 The npm package is a library without a CLI, so it is installed once into ``--npm-prefix`` and driven by a small
 inline node script. Exit status 1 if any file has validation errors. Not used by the test suite (needs network
@@ -53,15 +54,23 @@ def build_samples(folder: Path) -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path)
+    parser.add_argument("--playback", action="store_true", help="also play the clips with three.js in node")
     parser.add_argument("--npm-prefix", type=Path, default=Path.home() / ".cache" / "sv4d-gltf-validator")
     args = parser.parse_args()
     modules = args.npm_prefix / "node_modules"
-    if not (modules / "gltf-validator").exists():
-        subprocess.run(["npm", "install", "--prefix", str(args.npm_prefix), "gltf-validator"], check=True)
+    for package in ["gltf-validator"] + (["three"] if args.playback else []):
+        if not (modules / package).exists():
+            subprocess.run(["npm", "install", "--prefix", str(args.npm_prefix), package], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         files = args.files or build_samples(Path(tmp))
         res = subprocess.run(["node", "-e", _NODE, *map(str, files)], check=True, capture_output=True, text=True,
                              env={**os.environ, "NODE_PATH": str(modules)})
+        if args.playback:  # ESM imports resolve from the script's folder, so run a copy inside the npm prefix
+            player = args.npm_prefix / "glb_playback.mjs"
+            player.write_text((Path(__file__).parent / "glb_playback.mjs").read_text())
+            for f in files:
+                play = subprocess.run(["node", str(player), str(f)], check=True, capture_output=True, text=True)
+                print(f"three.js playback {Path(f).name}: {play.stdout.strip()}")
     reports = json.loads(res.stdout)
     for r in reports:
         print(f"{Path(r['file']).name}: {r['errors']} errors, {r['warnings']} warnings, {r['infos']} infos, "

@@ -83,7 +83,7 @@ class Primitive:
     def local(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """World points ``[N, 3]`` -> unscaled, unbent object coordinates ``[N, 3]`` (texture space)."""
         center, rot, scale, bend = self.pose(t)
-        p = (x - center) @ rot / scale  # row-vector form of rot^T (x - c)
+        p = (x - center.to(x)) @ rot.to(x) / scale  # row-vector form of rot^T (x - c)
         if bend != 0.0:
             ang = bend * p[:, 2]
             c, s = torch.cos(ang), torch.sin(ang)
@@ -97,7 +97,7 @@ class Primitive:
         if self.shape == "sphere":
             d = p.norm(dim=-1) - s[0]
         elif self.shape == "round_box":
-            q = p.abs() - torch.tensor(s[:3], dtype=p.dtype) + s[3]
+            q = p.abs() - p.new_tensor(s[:3]) + s[3]
             d = q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0) - s[3]
         elif self.shape == "torus":
             q = torch.stack([p[:, :2].norm(dim=-1) - s[0], p[:, 2]], dim=-1)
@@ -110,7 +110,7 @@ class Primitive:
 
     def albedo(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """Procedural albedo ``[N, 3]`` in object coordinates."""
-        c1 = torch.tensor(self.color, dtype=x.dtype).expand(x.shape[0], 3)
+        c1 = x.new_tensor(self.color).expand(x.shape[0], 3)
         if self.texture == "solid":
             return c1
         p = self.local(x, t)
@@ -119,7 +119,7 @@ class Primitive:
         else:
             azimuth = torch.atan2(p[:, 1], p[:, 0]) / (2 * math.pi) + 0.5
             odd = torch.floor(azimuth * 2 * self.texture_freq).remainder(2) > 0.5
-        return torch.where(odd[:, None], torch.tensor(self.color2, dtype=x.dtype), c1)
+        return torch.where(odd[:, None], x.new_tensor(self.color2), c1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -215,7 +215,7 @@ class SyntheticScene:
 
     def normal_fn(self, x: torch.Tensor, t: float, h: float = 1e-3) -> torch.Tensor:
         """Unit outward normals ``[N, 3]`` from central differences of the SDF."""
-        offsets = torch.eye(3, dtype=x.dtype) * h
+        offsets = torch.eye(3, dtype=x.dtype, device=x.device) * h
         grads = [self.sdf(x + o, t) - self.sdf(x - o, t) for o in offsets]
         return torch.nn.functional.normalize(torch.stack(grads, dim=-1), dim=-1)
 
@@ -231,7 +231,7 @@ class SyntheticScene:
             sel = owner == i
             if sel.any():
                 albedo[sel] = prim.albedo(x[sel], t)
-        light = torch.nn.functional.normalize(torch.tensor(_LIGHT), dim=0)
+        light = torch.nn.functional.normalize(x.new_tensor(_LIGHT), dim=0)
         shade = 0.6 + 0.4 * (self.normal_fn(x, t) @ light)
         return (albedo * shade[:, None]).clamp(0.0, 1.0)
 

@@ -164,3 +164,15 @@ def test_config_from_dict_rejects_unknown_key():
     assert MeshConfig.from_dict({"resolution": 32}).resolution == 32
     with pytest.raises(ValueError, match="resolutoin"):
         MeshConfig.from_dict({"resolutoin": 32})
+
+
+def test_optional_decimation_recolours_vertices():
+    pytest.importorskip("fast_simplification")
+    full = MeshConfig(resolution=40, threshold=50.0, aabb_half_size=0.6)
+    v, f, _ = extract_mesh(sphere_density(0.35), 0.0, None, full)
+    dv, df, dc = extract_mesh(sphere_density(0.35), 0.0, red_blue, MeshConfig.from_dict(
+        {"resolution": 40, "threshold": 50.0, "aabb_half_size": 0.6, "decimate_faces": 500}))
+    assert len(df) <= 600 < len(f) and dc.shape == dv.shape
+    assert np.array_equal(dc[dv[:, 2] > 0.02][:, 0], np.full(int((dv[:, 2] > 0.02).sum()), 255))
+    mesh = trimesh.Trimesh(dv, df, process=False)
+    assert mesh.volume == pytest.approx(4.0 / 3.0 * math.pi * 0.35 ** 3, rel=0.05)

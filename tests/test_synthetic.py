@@ -124,3 +124,10 @@ def test_bad_arguments_raise():
         SyntheticScene((Primitive("sphere", (0.5,), center=(0.3, 0.0, 0.0)),))
     with pytest.raises(ValueError, match="t="):
         SyntheticScene.make().render(Cameras.orbit([0.0], 0.0), 1.5, 8)
+
+
+def test_fields_accept_float64_points():
+    scene = SyntheticScene.make("nonrigid", seed=0)
+    x = torch.rand(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) - 0.5
+    assert torch.allclose(scene.sdf(x, 0.3).float(), scene.sdf(x.float(), 0.3), atol=1e-5)
+    assert scene.color_fn(x, 0.3).shape == (64, 3)

@@ -176,3 +176,21 @@ def test_optional_decimation_recolours_vertices():
     assert np.array_equal(dc[dv[:, 2] > 0.02][:, 0], np.full(int((dv[:, 2] > 0.02).sum()), 255))
     mesh = trimesh.Trimesh(dv, df, process=False)
     assert mesh.volume == pytest.approx(4.0 / 3.0 * math.pi * 0.35 ** 3, rel=0.05)
+
+
+def test_morph_sequence_inverts_a_backward_warp(tmp_path):
+    from sv4d_models.export.mesh import morph_sequence
+
+    v, f, c = extract_mesh(sphere_density(0.3), 0.0, red_blue, MeshConfig(resolution=20, threshold=50.0))
+
+    def warp(x: torch.Tensor, t: float) -> torch.Tensor:  # canonical = world shifted back and slightly sheared
+        return x - torch.tensor([0.0, 0.0, 0.2 * t]) - 0.1 * t * torch.sin(x[:, :1])
+
+    seq, residual = morph_sequence(warp, [0.0, 0.5, 1.0], v, f, c, iters=20)
+    assert seq.same_topology() and residual.max() < 1e-5
+    assert np.allclose(seq.vertices[0], v, atol=1e-6)
+    back = warp(torch.from_numpy(seq.vertices[2]), 1.0).numpy()
+    assert np.allclose(back, v, atol=1e-5)
+    assert seq.vertices[2][:, 2].mean() - v[:, 2].mean() == pytest.approx(0.2, abs=1e-3)
+    path = write_glb(seq, tmp_path / "morph.glb", mode="morph")
+    assert len(pygltflib.GLTF2().load(str(path)).meshes[0].primitives[0].targets) == 2

@@ -21,6 +21,7 @@ import torch
 
 DensityFn = Callable[[torch.Tensor, float], torch.Tensor]
 ColorFn = Callable[[torch.Tensor, float], torch.Tensor]
+WarpFn = Callable[[torch.Tensor, float], torch.Tensor]  # backward warp: world point at t -> canonical point
 BACKENDS = ("auto", "mcubes", "skimage")
 
 
@@ -193,3 +194,43 @@ def extract_mesh_sequence(density_fn: DensityFn, color_fn: ColorFn | None, times
         if callback is not None:
             callback(i + 1, len(times))
     return MeshSequence(verts, faces, None if color_fn is None else colors, np.asarray(times))
+
+
+def invert_backward_warp(warp_fn: WarpFn, canonical: torch.Tensor, t: float, iters: int = 10,
+                         chunk: int = 2 ** 18) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions at time ``t`` of canonical points ``[N, 3]`` under a backward warp ``warp_fn(x, t) -> x_c``.
+
+    Fixed-point iteration ``x <- x - (warp(x, t) - v)`` from ``x = v`` (nerf4d.md section 5.2); it converges
+    when the deformation is a contraction-like small offset field. Returns ``(x [N, 3], residual [N])`` with
+    ``residual = |warp(x, t) - v|`` so callers can flag vertices that did not converge.
+    """
+    outs, res = [], []
+    with torch.no_grad():
+        for i in range(0, len(canonical), chunk):
+            v = canonical[i:i + chunk]
+            x = v.clone()
+            for _ in range(iters):
+                x = x - (warp_fn(x, t) - v)
+            outs.append(x)
+            res.append((warp_fn(x, t) - v).norm(dim=-1))
+    return torch.cat(outs), torch.cat(res)
+
+
+def morph_sequence(warp_fn: WarpFn, times: Sequence[float], vertices: np.ndarray, faces: np.ndarray,
+                   colors: np.ndarray | None = None, iters: int = 10,
+                   device: torch.device | str = "cpu") -> tuple[MeshSequence, np.ndarray]:
+    """Fixed-topology sequence (for ``write_glb(mode="morph")``) by moving one canonical mesh
+    (``vertices [V, 3]`` at the canonical time, ``faces``, ``colors``) to every time through ``warp_fn``.
+
+    Returns the sequence and the per-frame maximum inversion residual ``[F]`` (world units). Topology changes and
+    colour changes over time cannot be represented; use per-frame marching cubes + ``mode="switch"`` for those.
+    """
+    canonical = torch.from_numpy(np.asarray(vertices, dtype=np.float32)).to(device)
+    verts, worst = [], []
+    for t in times:
+        x, residual = invert_backward_warp(warp_fn, canonical, float(t), iters)
+        verts.append(x.float().cpu().numpy())
+        worst.append(float(residual.max()) if len(residual) else 0.0)
+    n = len(verts)
+    seq = MeshSequence(verts, [faces] * n, None if colors is None else [colors] * n, np.asarray(times, float))
+    return seq, np.asarray(worst)

@@ -194,3 +194,17 @@ def test_morph_sequence_inverts_a_backward_warp(tmp_path):
     assert seq.vertices[2][:, 2].mean() - v[:, 2].mean() == pytest.approx(0.2, abs=1e-3)
     path = write_glb(seq, tmp_path / "morph.glb", mode="morph")
     assert len(pygltflib.GLTF2().load(str(path)).meshes[0].primitives[0].targets) == 2
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    from sv4d_models.export._io import atomic_path
+
+    target = tmp_path / "out.glb"
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"done")
+    assert target.read_bytes() == b"done" and [p.name for p in tmp_path.iterdir()] == ["out.glb"]

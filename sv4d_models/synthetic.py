@@ -257,16 +257,21 @@ class SyntheticScene:
             idx = idx[~done & (s[idx] < far[idx])]
         return hit, torch.where(hit, s, torch.zeros_like(s))
 
-    def render(self, cameras: Cameras, t: float, height: int, width: int | None = None) -> dict:
+    def render(self, cameras: Cameras, t: float, height: int, width: int | None = None,
+               supersample: int = 1) -> dict:
         """Render every camera at time ``t``.
 
-        Returns dict: ``rgb [N, H, W, 3]`` float32 on white, ``mask [N, H, W]`` float32 in {0, 1} (= alpha),
-        ``depth [N, H, W]`` ray distance (0 on background), ``rgba [N, H, W, 4]``.
+        Returns dict: ``rgb [N, H, W, 3]`` float32 on white, ``mask [N, H, W]`` float32 (= alpha: {0, 1}, or
+        pixel coverage with ``supersample`` s > 1, which averages s x s sub-pixel rays), ``depth [N, H, W]`` ray
+        distance (0 on background; mean over covered sub-pixels), ``rgba [N, H, W, 4]``.
         """
         if not 0.0 <= float(t) <= 1.0:
             raise ValueError(f"t={t} must be in [0, 1] (frame f of F has t = f / (F - 1))")
+        if supersample < 1:
+            raise ValueError(f"supersample={supersample} must be >= 1 sub-pixel rays per pixel side")
         width = height if width is None else width
-        origins, dirs = cameras.rays(height, width)
+        ss = int(supersample)
+        origins, dirs = cameras.rays(height * ss, width * ss)
         shape = origins.shape[:-1]
         origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
         hit, depth = self.trace(origins, dirs, float(t))
@@ -274,6 +279,11 @@ class SyntheticScene:
         rgb[hit] = self.color_fn(origins[hit] + depth[hit, None] * dirs[hit], float(t))
         mask = hit.to(torch.float32)
         rgb, mask, depth = rgb.reshape(*shape, 3), mask.reshape(shape), depth.reshape(shape)
+        if ss > 1:
+            pool = lambda a: a.reshape(len(cameras), height, ss, width, ss, *a.shape[3:]).mean(dim=(2, 4))  # noqa: E731
+            rgb, coverage = pool(rgb), pool(mask)
+            depth = pool(depth) / coverage.clamp(min=1e-12)
+            mask = coverage
         return {"rgb": rgb, "mask": mask, "depth": depth, "rgba": torch.cat([rgb, mask[..., None]], dim=-1)}
 
     def render_fn(self, cameras: Cameras, t: float, height: int, width: int | None = None) -> torch.Tensor:

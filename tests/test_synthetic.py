@@ -131,3 +131,18 @@ def test_fields_accept_float64_points():
     x = torch.rand(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) - 0.5
     assert torch.allclose(scene.sdf(x, 0.3).float(), scene.sdf(x.float(), 0.3), atol=1e-5)
     assert scene.color_fn(x, 0.3).shape == (64, 3)
+
+
+def test_supersampling_gives_fractional_alpha_on_edges_only():
+    scene = SyntheticScene.make("static", seed=0)
+    cams = Cameras.orbit([30.0], 10.0)
+    hard = scene.render(cams, 0.0, 24)
+    soft = scene.render(cams, 0.0, 24, supersample=3)
+    a = soft["mask"]
+    assert torch.equal(soft["rgba"][..., 3], a)
+    edge = (a > 0) & (a < 1)
+    assert edge.any() and edge.float().mean() < 0.2
+    assert (a - hard["mask"]).abs().mean() < 0.05
+    # composite on white: a pixel that is background in all sub-samples stays exactly white
+    assert torch.all(soft["rgb"][a == 0] == 1.0)
+    assert (soft["rgb"][a == 1] - hard["rgb"][a == 1]).abs().mean() < 0.05  # texture edges average out

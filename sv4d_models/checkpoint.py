@@ -116,6 +116,8 @@ def infer_model_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str]
         if kind == "sv4d2" and hint is None:
             log.info("SV4D 2.0 weights: sv4d2 and sv4d2_8views have identical keys; assuming the 4-view 'sv4d2' "
                      "(pass model_kind='sv4d2_8views' for the 8-view model)")
+    elif has(".time_stack.") and hint in ("sv3d_u", "sv3d_p"):
+        kind = hint  # non-standard width (tiny checkpoints carry their kind in the metadata)
     elif has(".time_stack.") and shapes.get("label_emb.0.0.weight", (0, 0))[1] in (256, 1280):
         kind = "sv3d_u" if shapes["label_emb.0.0.weight"][1] == 256 else "sv3d_p"
     else:

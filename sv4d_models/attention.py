@@ -91,14 +91,18 @@ class TimeMixBlock(nn.Module):
         self.attn2 = Attention(dim, heads, dim_head, context_dim, ops=ops)
         self.norm1, self.norm3 = ops.LayerNorm(dim), ops.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, seq_len: int) -> torch.Tensor:
-        bt, s, c = x.shape
-        x = x.view(bt // seq_len, seq_len, s, c).transpose(1, 2).reshape(-1, seq_len, c)  # [(b s), t, c]
+    def attend(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The block on sequences already laid out ``[batch, L, c]`` (context ``[batch, 1, d]``)."""
         if self.has_ff_in:
             x = self.ff_in(self.norm_in(x)) + x
         x = self.attn1(self.norm1(x)) + x
         x = self.attn2(self.norm2(x), context) + x
-        x = self.ff(self.norm3(x)) + x
+        return self.ff(self.norm3(x)) + x
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, seq_len: int) -> torch.Tensor:
+        bt, s, c = x.shape
+        x = x.view(bt // seq_len, seq_len, s, c).transpose(1, 2).reshape(-1, seq_len, c)  # [(b s), t, c]
+        x = self.attend(x, context)
         return x.view(bt // seq_len, s, seq_len, c).transpose(1, 2).reshape(bt, s, c)
 
 
@@ -169,22 +173,33 @@ class MotionTransformer(_SpatialTransformer):
             emb_view = emb_view.repeat(1, hw, 1).view(-1, 1, c)  # [(b v hw), 1, c]
         alpha_view = self.time_mixer.alpha()
         alpha_motion = self.time_mixer_motion.alpha() if hasattr(self, "time_mixer_motion") else alpha_view
-        for block, view_block, motion_block in zip(self.transformer_blocks, self.time_mix_blocks, self.motion_blocks):
+        blocks = zip(self.transformer_blocks, self.time_mix_blocks, self.motion_blocks)
+        for block, view_block, motion_block in blocks:
             x = block(x, spatial_ctx)
-            # view attention (seq = V, regrouped from the leading axis)
             if self.use_3d_attention:
-                x = x.view(b, t, v, hw, c).permute(0, 2, 3, 1, 4).reshape(-1, t, c)  # [(b v hw), t, c]
-            else:
-                x = x.view(b, t, v, hw, c).permute(0, 2, 1, 3, 4).reshape(b * v, -1, c)  # [(b v), (t hw), c]
-            x = self.time_mixer(x, view_block(x + emb_view, camera_ctx, v), alpha_view)
-            # frame attention (seq = T)
-            if self.use_3d_attention:
-                x = x.view(b, v, hw, t, c).permute(0, 3, 1, 2, 4).reshape(b * t, -1, c)  # [(b t), (v hw), c]
-            else:
-                x = x.view(b, v, t, hw, c).permute(0, 2, 1, 3, 4).reshape(b * t, -1, c)
-            x = self.time_mixer(x, motion_block(x + emb_time, motion_ctx, t), alpha_motion)
-            x = x.reshape(n, hw, c)  # (b t v) order restored
+                x = self._mix_literal(x, (b, t, v, hw, c), view_block, motion_block, camera_ctx, motion_ctx,
+                                      emb_view, emb_time, alpha_view, alpha_motion)
+                continue
+            # View attention over the V views of each (b, frame, pixel); rows ordered like camera_ctx (b, t, hw).
+            xs = x.view(b, t, v, hw, c).permute(0, 1, 3, 2, 4).reshape(b, t * hw, v, c)
+            y = view_block.attend((xs + emb_view.view(b, 1, v, c)).view(-1, v, c), camera_ctx)
+            xs = self.time_mixer(xs.view(-1, v, c), y, alpha_view)
+            # Frame attention over the T frames of each (b, view, pixel); rows ordered like motion_ctx (b, v, hw).
+            xm = xs.view(b, t, hw, v, c).permute(0, 3, 2, 1, 4).reshape(b, v * hw, t, c)
+            y = motion_block.attend((xm + emb_time.view(b, 1, t, c)).view(-1, t, c), motion_ctx)
+            xm = self.time_mixer(xm.view(-1, t, c), y, alpha_motion)
+            x = xm.view(b, v, hw, t, c).permute(0, 3, 1, 2, 4).reshape(n, hw, c)  # (b t v) order restored
         return self._leave(x, x_in)
+
+    def _mix_literal(self, x, dims, view_block, motion_block, camera_ctx, motion_ctx, emb_view, emb_time,
+                     alpha_view, alpha_motion):
+        """SV4D 2.0 ``use_3d_attention``: the released code's reshapes, reproduced step by step (spec 2.5)."""
+        b, t, v, hw, c = dims
+        x = x.view(b, t, v, hw, c).permute(0, 2, 3, 1, 4).reshape(-1, t, c)  # [(b v hw), t, c]
+        x = self.time_mixer(x, view_block(x + emb_view, camera_ctx, v), alpha_view)  # regroups (b v hw) by V
+        x = x.view(b, v, hw, t, c).permute(0, 3, 1, 2, 4).reshape(b * t, -1, c)  # [(b t), (v hw), c]
+        x = self.time_mixer(x, motion_block(x + emb_time, motion_ctx, t), alpha_motion)
+        return x.reshape(b * t * v, hw, c)
 
 
 class VideoTransformer(_SpatialTransformer):

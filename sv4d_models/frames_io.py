@@ -161,6 +161,9 @@ def read_video_file(path: str, max_frames: int | None = None) -> list[np.ndarray
                 out.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
                 if max_frames is not None and len(out) == max_frames:
                     break
+        except OSError as exc:  # imageio-ffmpeg: "Could not load meta information" + the ffmpeg log
+            raise ValueError(f"could not decode video {path!r} ({str(exc).splitlines()[0]}); check that it is a "
+                             "valid, complete video file") from exc
         finally:
             gen.close()
         return out

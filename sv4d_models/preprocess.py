@@ -29,9 +29,12 @@ Modes
     rounds), composite truncated with ``astype(uint8)`` (up to 1/255 darker than rounding);
   * the mp4 round trip: frames are written to an H.264 mp4 at fps 10 exactly like the official
     ``imageio.mimwrite(path, frames, fps=10)`` (imageio-ffmpeg, libx264 default CRF, yuv420p, macro block 16) and
-    decoded again. The official script decodes with OpenCV, we decode with imageio-ffmpeg; both use FFmpeg, but the
-    yuv420p -> RGB conversion settings differ, so the result is close to but cannot be bit-identical with the
-    official frames (typ. <= a few levels per pixel). The output ``size`` must then be a multiple of 16 (576 is).
+    decoded again. The official script decodes with OpenCV, we decode with imageio-ffmpeg. The two bring their own
+    FFmpeg builds (decoder and yuv420p -> RGB conversion), so identical output is not guaranteed across versions;
+    with opencv-python-headless 5.0.0.93 and imageio-ffmpeg 0.8.1 (FFmpeg 9.0.2) it was bit-identical on the three
+    sample inputs and on tests/data/preprocess_official_parity.npz. Everything before the codec is bit-identical
+    to the official uint8 frames (same fixture, incl. non-square inputs). The output ``size`` must then be a
+    multiple of 16 (576 is).
 On square inputs the two modes use the identical window and canvas; before the mp4 round trip the images differ by
 the uint8 steps only: mean ~0.1 levels (of 255) and max ~5 on the sample videos; on synthetic hard-edged RGBA 99 % of
 the pixels are within 2 levels and isolated edge pixels differ by up to ~25 (PIL's uint8 LANCZOS clips the ringing

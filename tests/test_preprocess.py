@@ -117,6 +117,16 @@ def test_load_path_errors(tmp_path):
         load_frames(3.5)
 
 
+def test_load_video_pyav_fallback(monkeypatch):
+    path = require_shared(DATA / "test_video1.mp4")
+    pytest.importorskip("av")
+    reference = load_frames(path, max_frames=2)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # imageio-ffmpeg missing -> PyAV
+    frames = load_frames(path, max_frames=2)
+    assert frames.shape == reference.shape
+    assert float((frames - reference).abs().mean()) < 2 / 255  # same FFmpeg decode, RGB conversion may differ
+
+
 def test_load_video_without_frames_errors(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"")
     with pytest.raises(ValueError, match=r"could not decode video .*broken\.mp4.*valid, complete video"):
@@ -282,6 +292,27 @@ def test_preprocess_argument_and_content_errors(monkeypatch):
     with pytest.raises(ImportError, match="pip install rembg"):
         preprocess_frames(over_white(frames), size=64, remove_bg=True)
     assert preprocess_frames(frames, size=64, remove_bg=True).box == (8, 8, 24, 24)  # RGBA: rembg skipped
+
+
+def test_remove_bg_uses_rembg_only_with_local_weights(monkeypatch, tmp_path):
+    import types
+
+    calls = []
+
+    def fake_remove(img, alpha_matting):  # stands in for rembg.remove: keeps pixels darker than white
+        calls.append(alpha_matting)
+        a = np.asarray(img.convert("RGBA")).copy()
+        a[..., 3] = np.where(a[..., :3].mean(-1) < 250, 255, 0)
+        return Image.fromarray(a, "RGBA")
+
+    monkeypatch.setitem(sys.modules, "rembg", types.SimpleNamespace(remove=fake_remove))
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    frames = over_white(rgba_frame(32, 32, (8, 24), (4, 20)))[None]
+    with pytest.raises(RuntimeError, match="u2net.onnx not found.*never downloads"):
+        preprocess_frames(frames, size=64, remove_bg=True)
+    (tmp_path / "u2net.onnx").write_bytes(b"stub")
+    out = preprocess_frames(frames, size=64, remove_bg=True)
+    assert calls == [True] and out.box == (4, 8, 20, 24)
 
 
 def test_preprocess_accepts_uint8_tensor():

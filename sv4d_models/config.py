@@ -10,6 +10,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+def check_known_keys(cls: type, d: dict[str, Any]) -> None:
+    """Reject keys that are not fields of the dataclass ``cls`` (shared by every ``Config.from_dict``)."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+                         + f"; known keys: {sorted(names)}")
+
+
 SV4D_TARGET = "sgm.modules.diffusionmodules.video_model.SpatialUNetModelWithTime"
 SV3D_TARGET = "sgm.modules.diffusionmodules.video_model.VideoUNet"
 ARCHITECTURES = {SV4D_TARGET: "spatial_unet_with_time", SV3D_TARGET: "video_unet"}
@@ -71,10 +80,7 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "UNetConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown UNetConfig keys {unknown}; known keys: {sorted(names)}")
+        check_known_keys(cls, d)
         d = dict(d)
         for k in ("channel_mult", "attention_resolutions", "transformer_depth", "time_kernel_size"):
             if k in d and d[k] is not None:

@@ -12,9 +12,11 @@ fp16 matmuls; here the tower runs in the dtype it was loaded in (float32 unless 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
+
+from ..config import check_known_keys
 from torch import nn
 
 from ._state import ShapeReader, StateDictSource, load_prefixed
@@ -62,10 +64,7 @@ class ClipVisionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClipVisionConfig":
-        names = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in names:
-                raise ValueError(f"unknown ClipVisionConfig key {key!r}; valid keys: {sorted(names)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
 

@@ -14,9 +14,11 @@ multiples of 32; ``VAEConfig.norm_groups`` exists for completeness but the loade
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
+
+from ..config import check_known_keys
 import torch.nn.functional as F
 from torch import nn
 
@@ -54,10 +56,7 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "VAEConfig":
-        names = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in names:
-                raise ValueError(f"unknown VAEConfig key {key!r}; valid keys: {sorted(names)}")
+        check_known_keys(cls, d)
         d = dict(d)
         if "ch_mult" in d:
             d["ch_mult"] = tuple(int(m) for m in d["ch_mult"])

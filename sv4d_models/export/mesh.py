@@ -13,11 +13,13 @@ new vertices with ``color_fn``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+from ..config import check_known_keys
 
 DensityFn = Callable[[torch.Tensor, float], torch.Tensor]
 ColorFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -49,10 +51,7 @@ class MeshConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MeshConfig":
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown MeshConfig key {key!r}; known keys: {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
 

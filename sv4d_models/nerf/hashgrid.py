@@ -1,0 +1,235 @@
+"""tcnn-compatible multiresolution hash encoding (Instant-NGP) in pure PyTorch, with a lazy tinycudann backend.
+
+Semantics follow tiny-cuda-nn's ``GridEncoding`` (see ``../shared/docs/nerf4d.md`` sections 2.1 and 3.2):
+
+* level ``l``: ``scale_l = base * 2^(l * log2(per_level_scale)) - 1`` (float32), ``res_l = ceil(scale_l) + 1``;
+* ``pos = scale_l * x + 0.5``, ``cell = floor(pos)``, ``frac = pos - cell`` (x in [0, 1]^3);
+* entries per level ``size_l = min(next_multiple_of_8(res_l^3), 2^log2_hashmap_size)``, levels back to back;
+* index: dense ``x + y*res + z*res^2`` while ``res^3 <= size_l``, else the coherent prime hash
+  ``(x*1) ^ (y*2654435761) ^ (z*805459861)`` with uint32 wrap-around; then ``index % size_l``;
+* trilinear weights over the 8 corners; output level-major ``[N, L*F]``; init ``U(-1e-4, 1e-4)``.
+
+Parameter layout: one ``table`` parameter ``[sum(size_l), F]``. tinycudann stores the same numbers as a flat
+``params`` vector of ``sum(size_l) * F`` floats (features innermost), so converting between backends is
+``table.reshape(-1)`` <-> ``params.reshape(-1, F)``; both backends expose and load the ``table`` key.
+
+CPU speed (section 3.3): per-level loop with int32 indices, ``index_select`` gathers, per-axis weights, and a
+custom autograd function whose backward uses one gradient buffer plus one ``index_add_`` per level and also
+returns d/dx (needed by the deformation field and normals). For double backward (analytic normals inside a
+loss) use ``forward(x, create_graph=True)``, which runs the same math through plain autograd ops.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+PRIME_Y = 2654435761 - 2**32  # -1640531535: uint32 prime written as a two's-complement int32
+PRIME_Z = 805459861
+
+
+@dataclass(frozen=True)
+class HashGridConfig:
+    n_levels: int = 16  # L
+    n_features_per_level: int = 2  # F
+    log2_hashmap_size: int = 19  # T = 2^19 entries per hashed level
+    base_resolution: int = 16  # N_min
+    per_level_scale: float = 1.447269237440378  # growth per level; 16 levels -> N_max 4096 (threestudio)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HashGridConfig":
+        known = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                raise ValueError(f"unknown HashGridConfig key {key!r}; valid keys: {sorted(known)}")
+        return cls(**d)
+
+    def to_tcnn(self) -> dict:
+        return {"otype": "HashGrid", "n_levels": self.n_levels, "n_features_per_level": self.n_features_per_level,
+                "log2_hashmap_size": self.log2_hashmap_size, "base_resolution": self.base_resolution,
+                "per_level_scale": self.per_level_scale}
+
+
+@dataclass(frozen=True)
+class GridLevel:
+    scale: float  # pos = scale * x + 0.5
+    resolution: int
+    offset: int  # first row of this level in the flat table
+    size: int  # rows of this level
+    dense: bool  # True: x + y*res + z*res^2 ; False: prime hash
+
+
+def level_table(cfg: HashGridConfig) -> list[GridLevel]:
+    """Per-level (scale, res, offset, size, dense) exactly as tcnn computes them (float32 scale)."""
+    log2_pls = np.log2(np.float32(cfg.per_level_scale), dtype=np.float32)
+    levels, offset = [], 0
+    for lvl in range(cfg.n_levels):
+        scale = float(np.exp2(np.float32(lvl) * log2_pls, dtype=np.float32) * np.float32(cfg.base_resolution)
+                      - np.float32(1.0))
+        scale = float(np.float32(scale))
+        res = int(math.ceil(scale)) + 1
+        dense_params = min(res**3, 2**31 - 1)
+        size = min(((dense_params + 7) // 8) * 8, 2**cfg.log2_hashmap_size)
+        levels.append(GridLevel(scale, res, offset, size, res**3 <= size))
+        offset += size
+    return levels
+
+
+def _level_corners(x: torch.Tensor, lv: GridLevel, need_dw: bool):
+    """Corner indices ``[N, 8]`` int32 (corner bit d = +1 along axis d), weights ``[N, 8]``, optional dW/dfrac.
+
+    Returns (idx, w, dw) where dw is ``[N, 8, 3]`` (derivative of each corner weight w.r.t. frac_d) or None.
+    """
+    pos = x * lv.scale + 0.5  # [N, 3]
+    cell = torch.floor(pos)
+    frac = pos - cell
+    c0 = cell.to(torch.int32)
+    c1 = c0 + 1
+    if lv.dense:
+        r = lv.resolution
+        ax = torch.stack([c0[:, 0], c1[:, 0]], 1)
+        ay = torch.stack([c0[:, 1], c1[:, 1]], 1) * r
+        az = torch.stack([c0[:, 2], c1[:, 2]], 1) * (r * r)
+        idx = (az[:, :, None, None] + ay[:, None, :, None] + ax[:, None, None, :]).reshape(-1, 8)
+        idx = torch.remainder(idx, lv.size)  # reproduces tcnn's wrap-around at the +0.5 border
+    else:
+        ax = torch.stack([c0[:, 0], c1[:, 0]], 1)
+        ay = torch.stack([c0[:, 1], c1[:, 1]], 1) * PRIME_Y  # int32 wrap == uint32 low bits
+        az = torch.stack([c0[:, 2], c1[:, 2]], 1) * PRIME_Z
+        idx = torch.bitwise_xor(torch.bitwise_xor(az[:, :, None, None], ay[:, None, :, None]), ax[:, None, None, :])
+        idx = torch.bitwise_and(idx.reshape(-1, 8), lv.size - 1)  # size is 2^T: & == % on uint32
+    one_m = 1.0 - frac
+    wx = torch.stack([one_m[:, 0], frac[:, 0]], 1)
+    wy = torch.stack([one_m[:, 1], frac[:, 1]], 1)
+    wz = torch.stack([one_m[:, 2], frac[:, 2]], 1)
+    wzy = wz[:, :, None] * wy[:, None, :]  # [N, 2, 2]
+    w = (wzy[:, :, :, None] * wx[:, None, None, :]).reshape(-1, 8)
+    dw = None
+    if need_dw:
+        sgn = torch.tensor([-1.0, 1.0], dtype=x.dtype, device=x.device)
+        dwx = (wzy[:, :, :, None] * sgn).reshape(-1, 8)
+        dwy = (wz[:, :, None, None] * sgn[:, None] * wx[:, None, None, :]).reshape(-1, 8)
+        dwz = (sgn[:, None, None] * (wy[:, :, None] * wx[:, None, :])[:, None]).reshape(-1, 8)
+        dw = torch.stack([dwx, dwy, dwz], -1)
+    return idx, w, dw
+
+
+class _HashGridFunction(torch.autograd.Function):
+    """Forward per level with ``index_select``; backward: one grad buffer + ``index_add_``, plus d/dx."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, table: torch.Tensor, levels: tuple):
+        n, feat = x.shape[0], table.shape[1]
+        out = x.new_empty(n, len(levels) * feat, dtype=table.dtype)
+        saved = []
+        for i, lv in enumerate(levels):
+            idx, w, _ = _level_corners(x, lv, need_dw=False)
+            rows = table[lv.offset:lv.offset + lv.size]
+            vals = rows.index_select(0, idx.reshape(-1)).view(n, 8, feat)
+            out[:, i * feat:(i + 1) * feat] = torch.bmm(w.unsqueeze(1), vals).squeeze(1)
+            saved.append((idx, w))
+        ctx.levels, ctx.saved = levels, saved
+        ctx.save_for_backward(x, table)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, table = ctx.saved_tensors
+        n, feat = x.shape[0], table.shape[1]
+        grad_table = grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_table = torch.zeros_like(table)
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.zeros_like(x)
+        for i, lv in enumerate(ctx.levels):
+            idx, w = ctx.saved[i]
+            g = grad_out[:, i * feat:(i + 1) * feat]  # [N, F]
+            if grad_table is not None:
+                contrib = (w.unsqueeze(2) * g.unsqueeze(1)).reshape(-1, feat)
+                grad_table[lv.offset:lv.offset + lv.size].index_add_(0, idx.reshape(-1), contrib)
+            if grad_x is not None:
+                _, _, dw = _level_corners(x, lv, need_dw=True)
+                vals = table[lv.offset:lv.offset + lv.size].index_select(0, idx.reshape(-1)).view(n, 8, feat)
+                gv = torch.bmm(vals, g.unsqueeze(2)).squeeze(2)  # [N, 8]
+                grad_x += lv.scale * torch.bmm(gv.unsqueeze(1), dw).squeeze(1)
+        return grad_x, grad_table, None
+
+
+def hash_encode_autograd(x: torch.Tensor, table: torch.Tensor, levels: tuple) -> torch.Tensor:
+    """Same encoding through plain autograd ops (supports double backward; ~1.3x slower)."""
+    n, feat = x.shape[0], table.shape[1]
+    outs = []
+    for lv in levels:
+        idx, w, _ = _level_corners(x, lv, need_dw=False)
+        vals = table[lv.offset:lv.offset + lv.size].index_select(0, idx.reshape(-1).long()).view(n, 8, feat)
+        outs.append((w.unsqueeze(2) * vals).sum(1))
+    return torch.cat(outs, dim=1)
+
+
+def tcnn_available() -> bool:
+    """True when CUDA is usable and ``import tinycudann`` succeeds (never raises)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import tinycudann  # noqa: F401
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
+
+
+class HashGrid(nn.Module):
+    """Multiresolution hash encoding ``x [N, 3] in [0,1] -> [N, L*F]``.
+
+    Args:
+        cfg: grid layout. backend: ``"auto"`` (tcnn when CUDA + tinycudann import, else torch), ``"torch"``
+            or ``"tcnn"``. generator: for the U(-1e-4, 1e-4) init.
+    The parameter is always ``table [sum(size_l), F]``; the tcnn backend views it flat (``table.view(-1)``),
+    so state dicts load into either backend unchanged.
+    """
+
+    def __init__(self, cfg: HashGridConfig = HashGridConfig(), backend: str = "auto",
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if backend not in ("auto", "torch", "tcnn"):
+            raise ValueError(f"backend={backend!r}; use 'auto', 'torch' or 'tcnn'")
+        if backend == "tcnn" and not tcnn_available():
+            raise RuntimeError("backend='tcnn' needs CUDA and tinycudann (pip install "
+                               "git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch); "
+                               "use backend='torch' or 'auto'")
+        self.cfg = cfg
+        self.levels = tuple(level_table(cfg))
+        self.backend = "tcnn" if backend == "tcnn" or (backend == "auto" and tcnn_available()) else "torch"
+        n_rows = self.levels[-1].offset + self.levels[-1].size
+        init = torch.rand(n_rows, cfg.n_features_per_level, generator=generator) * 2e-4 - 1e-4
+        self.table = nn.Parameter(init)
+        self._tcnn = None
+
+    @property
+    def n_output_dims(self) -> int:
+        return self.cfg.n_levels * self.cfg.n_features_per_level
+
+    def _tcnn_forward(self, x: torch.Tensor) -> torch.Tensor:
+        import tinycudann as tcnn
+        if self._tcnn is None:
+            # Native module only; the parameters stay ours (``table``) and are passed in flat each call.
+            enc = tcnn.Encoding(3, self.cfg.to_tcnn(), dtype=torch.float32)
+            self._tcnn = (enc,)
+        enc = self._tcnn[0].to(x.device)
+        from tinycudann.modules import _module_function  # internal API of the bindings (v1.7+)
+        out = _module_function.apply(enc.native_tcnn_module, x.contiguous().float(),
+                                     self.table.reshape(-1), enc.loss_scale)
+        return out.to(self.table.dtype)
+
+    def forward(self, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        """Encode ``x [N, 3]`` (expected in [0, 1]); ``create_graph=True`` keeps double-backward support."""
+        if x.dim() != 2 or x.shape[1] != 3:
+            raise ValueError(f"x must be [N, 3], got {tuple(x.shape)}")
+        x = x.to(self.table.dtype)
+        if self.backend == "tcnn" and x.is_cuda:
+            return self._tcnn_forward(x)
+        if create_graph:
+            return hash_encode_autograd(x, self.table, self.levels)
+        return _HashGridFunction.apply(x, self.table, self.levels)

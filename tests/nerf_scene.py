@@ -11,7 +11,7 @@ from sv4d_models.camera import Cameras
 
 
 def spheres(t: float, moving: bool):
-    b_center = torch.tensor([0.05, 0.32 - (0.5 * t if moving else 0.0), 0.12], dtype=torch.float64)
+    b_center = torch.tensor([0.05, 0.32 - (0.3 * t if moving else 0.0), 0.12], dtype=torch.float64)
     return [(torch.tensor([0.0, 0.0, -0.05], dtype=torch.float64), 0.28, torch.tensor([0.9, 0.35, 0.2])),
             (b_center, 0.17, torch.tensor([0.2, 0.45, 0.95]))]
 

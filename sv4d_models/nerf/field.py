@@ -81,6 +81,7 @@ class DynamicNeRF(nn.Module):
                                        nn.Linear(cfg.hidden, 3, bias=False))
         _init_linear([self.density_mlp[0], self.density_mlp[2], self.color_mlp[0], self.color_mlp[2]], generator)
         self.deformation = Deformation(cfg.deformation, generator) if cfg.dynamic else None
+        self.use_deformation = True  # the trainer switches it off during the static stage
 
     # ------------------------------------------------------------------ coordinates
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,7 @@ class DynamicNeRF(nn.Module):
 
     def warp(self, x: torch.Tensor, t) -> torch.Tensor:
         """Observation-space ``x [N, 3]`` at time ``t`` -> canonical position ``[N, 3]`` (world units)."""
-        if self.deformation is None:
+        if self.deformation is None or not self.use_deformation:
             return x
         t = self._t(t, x.shape[0], x)
         if self.deformation.cfg.zero_at_t0 and not bool((t != 0).any()):

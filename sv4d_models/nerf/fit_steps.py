@@ -122,6 +122,7 @@ def _set_schedules(state: TrainState, static: bool, stage_step: int) -> None:
     groups = state.optimizer.param_groups
     groups[0]["lr"] = cfg.lr * (1.0 if static else cfg.dynamic_canonical_lr_scale)
     deform = state.model.deformation
+    state.model.use_deformation = not static
     if deform is not None and not static:
         span = max(1.0, cfg.time_anneal_fraction * cfg.dynamic_steps)
         deform.set_time_alpha(1.0 + (deform.cfg.n_freq_t - 1) * min(1.0, stage_step / span))

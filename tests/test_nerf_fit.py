@@ -21,13 +21,14 @@ HELD_OUT = Cameras.orbit(torch.tensor([20.0, 160.0, 250.0]), 10.0)
 
 
 def _dynamic_cfg(**kw):
+    # Few training frames: time enters linearly (no sin/cos bands) so held-out times interpolate smoothly, and
+    # frame 0 stays in the dynamic batches (no hard zero) so the warp is pinned to identity at t = 0.
     base = tiny_preset()
-    deform = dataclasses.replace(base.field.deformation, n_freq_t=1, zero_at_t0=False)
+    deform = dataclasses.replace(base.field.deformation, n_freq_t=0, zero_at_t0=False, hidden=64)
     return tiny_preset(field=dataclasses.replace(base.field, deformation=deform), **kw)
 
 
-@pytest.mark.slow
-def test_static_fit_psnr_on_held_out_views():
+def test_static_fit_psnr_on_held_out_views():  # ~22 s on one core
     images, masks, cams, times = scene.scene_matrix(TRAIN_AZ, 1, 32, moving=False)
     cfg = tiny_preset(static_steps=150, dynamic_steps=0, resolution_schedule=((0, 32),), max_render_size=32,
                       static_views_per_step=4)
@@ -40,12 +41,12 @@ def test_static_fit_psnr_on_held_out_views():
 
 
 @pytest.mark.slow
-def test_dynamic_fit_psnr_on_held_out_views_and_times():
+def test_dynamic_fit_psnr_on_held_out_views_and_times():  # ~65 s on one core
     images, masks, cams, times = scene.scene_matrix(TRAIN_AZ, 4, 32, moving=True)
     cfg = _dynamic_cfg(static_steps=100, dynamic_steps=300, resolution_schedule=((0, 32),), max_render_size=32,
-                       static_views_per_step=4, lr_deformation=0.01)
+                       static_views_per_step=4, lr_deformation=0.01, dynamic_canonical_lr_scale=0.2)
     res = fit_dynamic_nerf(images, masks, cams, times, cfg)
-    for t in (1 / 3, 1 / 6, 0.5):  # a training time, then two held-out times
+    for t in (1 / 3, 1 / 6, 0.5, 5 / 6):  # a training time, then three held-out times
         gt, _ = scene.render_scene(HELD_OUT, 32, t, moving=True)
         assert scene.psnr(res.render(HELD_OUT, t, 32, normals=None)["rgb"], gt) >= 24.0, t
 

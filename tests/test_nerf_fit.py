@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sv4d_models.camera import Cameras
-from sv4d_models.nerf.fit import CHECKPOINT_NAME, fit_dynamic_nerf, render
+from sv4d_models.nerf.fit import CHECKPOINT_NAME, fit_dynamic_nerf, load_fit_result, render
 from sv4d_models.nerf.fit_config import test_preset as tiny_preset
 
 _spec = importlib.util.spec_from_file_location("nerf_scene", Path(__file__).with_name("nerf_scene.py"))
@@ -75,6 +75,11 @@ def test_resume_from_checkpoint_is_bit_exact(tmp_path):
     assert torch.equal(full.occupancy.binary, resumed.occupancy.binary)
     assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
     assert len(resumed.history) == cfg.total_steps
+    loaded = load_fit_result(tmp_path / "run" / CHECKPOINT_NAME)
+    assert loaded.step == cfg.total_steps and loaded.config.field == cfg.field
+    r1 = render(loaded.model, cams[[1]], 0.5, 8, n_samples=8, occupancy=loaded.occupancy)
+    r2 = render(full.model, cams[[1]], 0.5, 8, n_samples=8, occupancy=full.occupancy)
+    assert torch.equal(r1["rgb"], r2["rgb"])
     # A finished checkpoint returns at once; a different config is refused.
     again = fit_dynamic_nerf(images, masks, cams, times, ckpt_cfg, callback=lambda i: pytest.fail("trained"))
     assert again.step == cfg.total_steps

@@ -136,6 +136,25 @@ def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig) -> None:
     state.history = list(payload["history"])
 
 
+def load_fit_result(path: str | Path, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32) -> NeRFFitResult:
+    """Rebuild model + occupancy grid + config from a checkpoint file written by ``fit_dynamic_nerf`` (for
+    rendering / mesh export without the training data)."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if payload.get("format") != "sv4d_nerf_fit/1":
+        raise ValueError(f"{path} is not an sv4d_nerf_fit/1 checkpoint (format={payload.get('format')!r})")
+    cfg = NeRFFitConfig.from_dict(payload["config"])
+    model = DynamicNeRF(cfg.field).to(device, dtype)
+    model.load_state_dict(payload["model"])
+    model.use_deformation = cfg.dynamic_steps > 0 and payload["step"] > cfg.static_steps
+    occ = None
+    if payload["occupancy"] is not None:
+        occ = OccupancyGrid(cfg.field.aabb_half_size, cfg.occupancy.resolution, cfg.occupancy.ema_decay,
+                            cfg.occupancy.threshold).to(device)
+        occ.load_state_dict(payload["occupancy"])
+    return NeRFFitResult(model, occ, cfg, int(payload["step"]), False, list(payload["history"]))
+
+
 def _check_inputs(images, masks, times):
     if images.dim() != 5 or images.shape[-1] != 3:
         raise ValueError(f"images must be [F, V, H, W, 3], got {tuple(images.shape)}")

@@ -85,6 +85,8 @@ def test_resume_from_checkpoint_is_bit_exact(tmp_path):
     assert again.step == cfg.total_steps
     with pytest.raises(ValueError, match="different NeRFFitConfig"):
         fit_dynamic_nerf(images, masks, cams, times, dataclasses.replace(ckpt_cfg, seed=1))
+    with pytest.raises(ValueError, match="different images"):
+        fit_dynamic_nerf(images.flip(-2), masks, cams, times, ckpt_cfg)
 
 
 def test_should_stop_and_callback_and_determinism():

@@ -7,6 +7,7 @@ Device and dtype follow ``images``.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -110,9 +111,19 @@ def _config_identity(cfg: NeRFFitConfig) -> dict:
     return d
 
 
-def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig) -> None:
+def data_fingerprint(images: torch.Tensor, masks: torch.Tensor, times: torch.Tensor) -> list:
+    """Identity of the training data (shape, BLAKE2 of the float32 bytes, times): a checkpoint is never resumed
+    on other data."""
+    h = hashlib.blake2b(digest_size=16)
+    for tensor in (images, masks):
+        for frame in tensor:  # frame by frame: bounded extra memory
+            h.update(frame.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return [list(images.shape), h.hexdigest(), [round(float(t), 6) for t in times]]
+
+
+def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, fingerprint: list | None = None) -> None:
     """Atomic save (temp file in the same folder, then ``os.replace``) of everything needed to resume."""
-    payload = {"format": "sv4d_nerf_fit/1", "config": _config_identity(cfg), "step": state.step,
+    payload = {"format": "sv4d_nerf_fit/1", "config": _config_identity(cfg), "data": fingerprint, "step": state.step,
                "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
                "occupancy": state.occupancy.state_dict() if state.occupancy is not None else None,
                "rng": state.generator.get_state(), "history": state.history}
@@ -122,11 +133,15 @@ def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig) -> None:
+def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, fingerprint: list | None = None) -> None:
+    """Restore a ``TrainState`` in place; refuses a checkpoint of another config or other data (ValueError)."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if payload.get("config") != _config_identity(cfg):
         raise ValueError(f"checkpoint {path} was written with a different NeRFFitConfig; use another "
                          "checkpoint_dir or delete the file to start over")
+    if fingerprint is not None and payload.get("data") != fingerprint:
+        raise ValueError(f"checkpoint {path} was written for different images/masks/times "
+                         f"({payload.get('data')} vs {fingerprint}); use another checkpoint_dir")
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     if state.occupancy is not None:
@@ -181,8 +196,9 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
     c2w, fov = camera_matrix(cameras, images.shape[0], images.shape[1])
     state = build_state(config, images, masks, c2w, fov, t, normal_maps)
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
+    fp = data_fingerprint(images, masks, t) if ckpt is not None else None
     if ckpt is not None and ckpt.exists():
-        load_checkpoint(ckpt, state, config)
+        load_checkpoint(ckpt, state, config, fp)
     stopped = False
     while state.step < config.total_steps:
         if should_stop is not None and should_stop():
@@ -193,7 +209,7 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
         if callback is not None:
             callback(info)
         if ckpt is not None and state.step % config.checkpoint_every == 0:
-            save_checkpoint(ckpt, state, config)
+            save_checkpoint(ckpt, state, config, fp)
     if ckpt is not None:
-        save_checkpoint(ckpt, state, config)
+        save_checkpoint(ckpt, state, config, fp)
     return NeRFFitResult(state.model, state.occupancy, config, state.step, stopped, state.history)

@@ -1,0 +1,102 @@
+"""Time-conditioned deformation field (D-NeRF style backward warp) with progressive time frequencies.
+
+``x_canonical = x + dx(PE(x_hat), PE_window(t))`` where ``x_hat`` is the AABB-normalised position in [0, 1] and the
+time encoding uses the Nerfies / threestudio cosine window ``w_j = (1 - cos(pi * clamp(alpha - j, 0, 1))) / 2``
+(``alpha`` grows from ~1 to ``n_freq_t`` during the dynamic stage). The last layer is zero-initialised so the
+dynamic stage starts from the static result; ``zero_at_t0`` additionally forces ``dx = 0`` at ``t = 0`` so frame 0
+is exactly the canonical frame (nerf4d.md section 2.5).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DeformationConfig:
+    n_freq_x: int = 6  # sin/cos frequency bands of the position encoding
+    n_freq_t: int = 6  # frequency bands of the (windowed) time encoding
+    hidden: int = 128  # width of the deformation MLP (CPU preset: 64)
+    n_hidden_layers: int = 4  # hidden layers; input skip at the middle layer when >= 4
+    zero_at_t0: bool = True  # hard dx = 0 at t = 0 (canonical = frame 0)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DeformationConfig":
+        known = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                raise ValueError(f"unknown DeformationConfig key {key!r}; valid keys: {sorted(known)}")
+        return cls(**d)
+
+
+def positional_encoding(x: torch.Tensor, n_freq: int, window: torch.Tensor | None = None) -> torch.Tensor:
+    """``[..., D] -> [..., D * (1 + 2 * n_freq)]``: identity, then sin/cos(2^k * pi * x) per band k (optionally
+    multiplied by ``window [n_freq]``)."""
+    if n_freq == 0:
+        return x
+    freqs = (2.0 ** torch.arange(n_freq, dtype=x.dtype, device=x.device)) * math.pi  # [K]
+    ang = x[..., None, :] * freqs[:, None]  # [..., K, D]
+    sin, cos = torch.sin(ang), torch.cos(ang)
+    if window is not None:
+        sin, cos = sin * window[:, None], cos * window[:, None]
+    return torch.cat([x, sin.flatten(-2), cos.flatten(-2)], dim=-1)
+
+
+def cosine_window(alpha: float, n_freq: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Nerfies coarse-to-fine window ``[n_freq]``; alpha = number of fully enabled bands (may be fractional)."""
+    j = torch.arange(n_freq, device=device, dtype=dtype)
+    return 0.5 * (1.0 - torch.cos(math.pi * torch.clamp(alpha - j, 0.0, 1.0)))
+
+
+class Deformation(nn.Module):
+    """``forward(x_hat [N, 3] in [0,1], t [N]) -> dx [N, 3]`` (offsets in normalised [0, 1] units)."""
+
+    def __init__(self, cfg: DeformationConfig = DeformationConfig(), generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        in_dim = 3 * (1 + 2 * cfg.n_freq_x) + (1 + 2 * cfg.n_freq_t)
+        self.skip_at = cfg.n_hidden_layers // 2 if cfg.n_hidden_layers >= 4 else -1
+        layers, dim = [], in_dim
+        for i in range(cfg.n_hidden_layers):
+            if i == self.skip_at:
+                dim += in_dim
+            layers.append(nn.Linear(dim, cfg.hidden))
+            dim = cfg.hidden
+        self.layers = nn.ModuleList(layers)
+        self.out = nn.Linear(dim, 3)
+        _init_linear(self.layers, generator)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        # Number of enabled time bands (cosine window); saved with the model. Start with the lowest band on.
+        self.register_buffer("time_alpha", torch.tensor(float(cfg.n_freq_t)))
+
+    def set_time_alpha(self, alpha: float) -> None:
+        self.time_alpha.fill_(float(min(max(alpha, 0.0), self.cfg.n_freq_t)))
+
+    def forward(self, x_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(x_hat).reshape(-1, 1).expand(x_hat.shape[0], 1)
+        win = cosine_window(float(self.time_alpha), self.cfg.n_freq_t, x_hat.device, x_hat.dtype)
+        inp = torch.cat([positional_encoding(x_hat * 2 - 1, self.cfg.n_freq_x),
+                         positional_encoding(t * 2 - 1, self.cfg.n_freq_t, win)], dim=-1)
+        h = inp
+        for i, layer in enumerate(self.layers):
+            if i == self.skip_at:
+                h = torch.cat([h, inp], dim=-1)
+            h = torch.relu(layer(h))
+        dx = self.out(h)
+        if self.cfg.zero_at_t0:
+            dx = dx * (t != 0).to(dx.dtype)
+        return dx
+
+
+def _init_linear(layers, generator: torch.Generator | None) -> None:
+    """Kaiming-uniform weights / zero bias drawn from ``generator`` (deterministic init without global seeding)."""
+    for layer in layers:
+        bound = math.sqrt(6.0 / layer.in_features)
+        with torch.no_grad():
+            layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 2 * bound - bound)
+            if layer.bias is not None:
+                layer.bias.zero_()

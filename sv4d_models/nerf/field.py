@@ -1,0 +1,157 @@
+"""Dynamic radiance field: canonical hash grid + density / colour MLPs + time-conditioned deformation.
+
+Public queries (world coordinates, z-up, AABB ``[-h, h]^3``; used by the renderer and by mesh export):
+
+* ``model.density(x [N, 3], t) -> sigma [N]`` (0 outside the AABB),
+* ``model.color(x [N, 3], t) -> rgb [N, 3]`` in [0, 1] (view independent),
+* ``model.query(x, t, normals=None|"analytic"|"finite_difference", create_graph=False) -> dict``,
+* ``model.warp(x, t) -> x_canonical [N, 3]``.
+
+``t`` is a float or a tensor ``[N]`` in [0, 1] (t = 0 is the canonical frame 0). Density: softplus (threestudio /
+SV3D fork) or trunc_exp (Instant-NGP) of ``mlp(enc) + blob`` with the Magic3D blob ``scale * (1 - |x| / std)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .deformation import Deformation, DeformationConfig, _init_linear
+from .hashgrid import HashGrid, HashGridConfig
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    grid: HashGridConfig = field(default_factory=HashGridConfig)  # canonical hash grid (tcnn layout)
+    deformation: DeformationConfig = field(default_factory=DeformationConfig)
+    hidden: int = 64  # width of the density and colour MLPs (1 hidden layer each, bias-free like threestudio)
+    aabb_half_size: float = 0.7  # scene box [-h, h]^3 in world units (camera distance 2.0)
+    density_activation: str = "softplus"  # "softplus" | "trunc_exp"
+    density_blob: str = "magic3d"  # "magic3d" (scale*(1-|x|/std)) | "none"
+    blob_scale: float = 10.0
+    blob_std: float = 0.5
+    dynamic: bool = True  # False: no deformation network (static NeRF)
+    backend: str = "auto"  # hash grid backend: "auto" | "torch" | "tcnn"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FieldConfig":
+        known = {f.name for f in fields(cls)}
+        d = dict(d)
+        for key in d:
+            if key not in known:
+                raise ValueError(f"unknown FieldConfig key {key!r}; valid keys: {sorted(known)}")
+        if isinstance(d.get("grid"), dict):
+            d["grid"] = HashGridConfig.from_dict(d["grid"])
+        if isinstance(d.get("deformation"), dict):
+            d["deformation"] = DeformationConfig.from_dict(d["deformation"])
+        if d.get("density_activation", "softplus") not in ("softplus", "trunc_exp"):
+            raise ValueError(f"density_activation={d['density_activation']!r}; use 'softplus' or 'trunc_exp'")
+        if d.get("density_blob", "magic3d") not in ("magic3d", "none"):
+            raise ValueError(f"density_blob={d['density_blob']!r}; use 'magic3d' or 'none'")
+        return cls(**d)
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp(x) with the gradient clamped at x = 15 (torch-ngp / threestudio ``trunc_exp``)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.exp(torch.clamp(x, max=15.0))
+
+
+class DynamicNeRF(nn.Module):
+    """Canonical hash-grid NeRF plus deformation. See the module docstring for the query API."""
+
+    def __init__(self, cfg: FieldConfig = FieldConfig(), generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.encoding = HashGrid(cfg.grid, backend=cfg.backend, generator=generator)
+        n_enc = self.encoding.n_output_dims
+        self.density_mlp = nn.Sequential(nn.Linear(n_enc, cfg.hidden, bias=False), nn.ReLU(),
+                                         nn.Linear(cfg.hidden, 1, bias=False))
+        self.color_mlp = nn.Sequential(nn.Linear(n_enc, cfg.hidden, bias=False), nn.ReLU(),
+                                       nn.Linear(cfg.hidden, 3, bias=False))
+        _init_linear([self.density_mlp[0], self.density_mlp[2], self.color_mlp[0], self.color_mlp[2]], generator)
+        self.deformation = Deformation(cfg.deformation, generator) if cfg.dynamic else None
+        self.use_deformation = True  # the trainer switches it off during the static stage
+
+    # ------------------------------------------------------------------ coordinates
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.cfg.aabb_half_size
+        return (x + h) / (2 * h)
+
+    def _t(self, t, n: int, ref: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=ref.dtype, device=ref.device).reshape(-1)
+        return t.expand(n) if t.numel() == 1 else t
+
+    def warp(self, x: torch.Tensor, t) -> torch.Tensor:
+        """Observation-space ``x [N, 3]`` at time ``t`` -> canonical position ``[N, 3]`` (world units)."""
+        if self.deformation is None or not self.use_deformation:
+            return x
+        t = self._t(t, x.shape[0], x)
+        if self.deformation.cfg.zero_at_t0 and not bool((t != 0).any()):
+            return x  # canonical frame: skip the network (static stage, frame-0 queries)
+        dx = self.deformation(self.normalize(x), t)
+        return x + dx * (2 * self.cfg.aabb_half_size)
+
+    # ------------------------------------------------------------------ field
+    def _features(self, x: torch.Tensor, t, create_graph: bool = False):
+        """Returns (encoding [N, L*F], canonical x [N, 3], inside-box mask [N])."""
+        xc = self.warp(x, t)
+        xh = self.normalize(xc)
+        inside = ((xh >= 0) & (xh <= 1)).all(dim=-1)
+        enc = self.encoding(xh.clamp(0.0, 1.0), create_graph=create_graph)
+        return enc, xc, inside
+
+    def _sigma(self, enc: torch.Tensor, xc: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        raw = self.density_mlp(enc)[:, 0]
+        if self.cfg.density_blob == "magic3d":
+            raw = raw + self.cfg.blob_scale * (1 - xc.norm(dim=-1) / self.cfg.blob_std)
+        sigma = F.softplus(raw) if self.cfg.density_activation == "softplus" else _TruncExp.apply(raw)
+        return sigma * inside.to(sigma.dtype)
+
+    def density(self, x: torch.Tensor, t=0.0) -> torch.Tensor:
+        """Volume density ``sigma [N]`` at world points ``x [N, 3]`` and time ``t`` (float or ``[N]``)."""
+        enc, xc, inside = self._features(x, t)
+        return self._sigma(enc, xc, inside)
+
+    def color(self, x: torch.Tensor, t=0.0) -> torch.Tensor:
+        """View-independent colour ``rgb [N, 3]`` in [0, 1]."""
+        enc, _, _ = self._features(x, t)
+        return torch.sigmoid(self.color_mlp(enc))
+
+    def query(self, x: torch.Tensor, t=0.0, normals: str | None = None, create_graph: bool = False,
+              fd_eps: float = 0.01) -> dict:
+        """Density, colour and optionally normals ``-grad sigma / |grad sigma|`` (world frame) at ``x [N, 3]``.
+
+        ``create_graph=True`` keeps the analytic normals differentiable (needed when a loss uses them).
+        """
+        if normals not in (None, "analytic", "finite_difference"):
+            raise ValueError(f"normals={normals!r}; use None, 'analytic' or 'finite_difference'")
+        if normals == "analytic":
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True) if not x.requires_grad else x
+                enc, xc, inside = self._features(xg, t, create_graph=create_graph)
+                sigma = self._sigma(enc, xc, inside)
+                grad = torch.autograd.grad(sigma.sum(), xg, create_graph=create_graph)[0]
+        else:
+            enc, xc, inside = self._features(x, t)
+            sigma = self._sigma(enc, xc, inside)
+        out = {"sigma": sigma, "rgb": torch.sigmoid(self.color_mlp(enc))}
+        if normals == "finite_difference":
+            t_full = self._t(t, x.shape[0], x)
+            offs = torch.eye(3, dtype=x.dtype, device=x.device) * fd_eps
+            xs = (x[None] + offs[:, None]).reshape(-1, 3)
+            sig_d = self.density(xs, t_full.repeat(3)).view(3, -1).T  # [N, 3]
+            grad = (sig_d - sigma[:, None]) / fd_eps
+        if normals is not None:
+            out["normal"] = -F.normalize(grad, dim=-1, eps=1e-8)
+        return out

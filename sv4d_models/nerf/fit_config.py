@@ -1,0 +1,116 @@
+"""Configuration of ``fit_dynamic_nerf``: GPU defaults (SV4D recipe), ``cpu_preset()`` and ``test_preset()``."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from .deformation import DeformationConfig
+from .field import FieldConfig
+from .hashgrid import HashGridConfig
+from .losses import LossConfig
+from .renderer import OccupancyConfig
+
+
+@dataclass(frozen=True)
+class NeRFFitConfig:
+    """Static-to-dynamic, coarse-to-fine fit of a ``DynamicNeRF`` to an F x V image matrix (SV4D section 3.2).
+
+    Defaults are the paper's GPU recipe (nerf4d.md section 6.2): static stage on frame 0's views with the render
+    resolution growing 128 -> 512, then a dynamic stage sampling 4 frames x 4 views per step, Adam lr 0.01.
+    """
+
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    occupancy: OccupancyConfig = dataclasses.field(default_factory=OccupancyConfig)
+    seed: int = 0  # all randomness (init, batches, pixel offsets, stratification) comes from this seed
+    n_samples: int = 256  # stratified samples per ray over the ray's AABB segment
+    static_steps: int = 600  # stage 1: frame 0 only, deformation off
+    dynamic_steps: int = 2000  # stage 2: random frames x views, deformation on
+    static_views_per_step: int = 0  # 0 = all views of frame 0
+    dynamic_frames_per_step: int = 4
+    dynamic_views_per_step: int = 4
+    # (stage step, render resolution) pairs, applied in each stage: coarse-to-fine 128 -> 256 -> 512
+    resolution_schedule: tuple = ((0, 128), (200, 256), (400, 512))
+    max_render_size: int = 128  # above this, render every k-th pixel with a random offset (rays divisor)
+    lr: float = 0.01  # Adam lr for hash grid and MLPs
+    lr_deformation: float = 0.005
+    dynamic_canonical_lr_scale: float = 1.0  # multiply grid/MLP lr in the dynamic stage (4D-fy uses 0.01-0.1)
+    adam_betas: tuple = (0.9, 0.99)
+    adam_eps: float = 1e-15
+    time_anneal_fraction: float = 0.5  # cosine time-frequency window fully open after this part of stage 2
+    normals: str = "analytic"  # "analytic" | "finite_difference" (used only when a loss needs normals)
+    checkpoint_dir: str = ""  # "" = no checkpoints; else save/resume here
+    checkpoint_every: int = 200  # steps
+    preview_every: int = 0  # 0 = no preview image in the callback
+    preview_size: int = 64
+    render_chunk: int = 65536  # rays per chunk in render()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NeRFFitConfig":
+        """Strict constructor: unknown keys raise ValueError; nested dicts become nested configs."""
+        known = {f.name for f in fields(cls)}
+        d = dict(d)
+        for key in d:
+            if key not in known:
+                raise ValueError(f"unknown NeRFFitConfig key {key!r}; valid keys: {sorted(known)}")
+        nested = {"field": FieldConfig, "loss": LossConfig, "occupancy": OccupancyConfig}
+        for key, typ in nested.items():
+            if isinstance(d.get(key), dict):
+                d[key] = typ.from_dict(d[key])
+        for key in ("resolution_schedule", "adam_betas"):
+            if key in d:
+                d[key] = tuple(tuple(v) if isinstance(v, list) else v for v in d[key])
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        if self.normals not in ("analytic", "finite_difference"):
+            raise ValueError(f"normals={self.normals!r}; use 'analytic' or 'finite_difference'")
+        if self.static_steps < 0 or self.dynamic_steps < 0 or self.static_steps + self.dynamic_steps == 0:
+            raise ValueError(f"static_steps={self.static_steps}, dynamic_steps={self.dynamic_steps}: need >= 0 "
+                             "and at least one step in total")
+        if not self.resolution_schedule or self.resolution_schedule[0][0] != 0:
+            raise ValueError(f"resolution_schedule={self.resolution_schedule} must start with (0, resolution)")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples={self.n_samples} must be >= 1")
+
+    @property
+    def total_steps(self) -> int:
+        return self.static_steps + self.dynamic_steps
+
+
+def cpu_preset(**overrides) -> NeRFFitConfig:
+    """Preview quality on a CPU (nerf4d.md 6.3): L8 T2^15 grid (N_max 256), 64-wide MLPs, deformation 2x64,
+    48 samples, 64 px renders, 2 frames x 2 views per step, 150 + 350 steps, LPIPS/normal terms off."""
+    cfg = NeRFFitConfig(
+        field=FieldConfig(grid=HashGridConfig(n_levels=8, log2_hashmap_size=15, base_resolution=16,
+                                              per_level_scale=2 ** (4 / 7)),
+                          deformation=DeformationConfig(n_freq_x=4, n_freq_t=4, hidden=64, n_hidden_layers=2),
+                          hidden=64),
+        loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=10.0),
+        occupancy=OccupancyConfig(resolution=32, warmup_steps=32, update_every=16),
+        n_samples=48, static_steps=150, dynamic_steps=350, static_views_per_step=4,
+        dynamic_frames_per_step=2, dynamic_views_per_step=2, resolution_schedule=((0, 32), (50, 64)),
+        max_render_size=64, lr_deformation=0.005, checkpoint_every=50)
+    return dataclasses.replace(cfg, **overrides)
+
+
+def test_preset(**overrides) -> NeRFFitConfig:
+    """Tiny CI configuration (nerf4d.md 6.4): L6 T2^12 N_max 64, MLP 32, deformation 2x32, 24 samples, 24 px."""
+    cfg = NeRFFitConfig(
+        field=FieldConfig(grid=HashGridConfig(n_levels=6, log2_hashmap_size=12, base_resolution=8,
+                                              per_level_scale=2 ** (3 / 5)),
+                          deformation=DeformationConfig(n_freq_x=4, n_freq_t=4, hidden=32, n_hidden_layers=2),
+                          hidden=32, backend="torch"),
+        loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=0.0),
+        occupancy=OccupancyConfig(resolution=16, warmup_steps=16, update_every=8),
+        n_samples=24, static_steps=40, dynamic_steps=40, static_views_per_step=0, dynamic_frames_per_step=2,
+        dynamic_views_per_step=2, resolution_schedule=((0, 24),), max_render_size=24, checkpoint_every=20)
+    return dataclasses.replace(cfg, **overrides)
+
+
+test_preset.__test__ = False  # not a pytest test despite the name

@@ -1,0 +1,93 @@
+"""Reconstruction losses of the SV3D/SV4D recipe (threestudio ``zero123.py`` definitions, nerf4d.md section 1.2).
+
+All maps are image shaped: images ``[B, 3, H, W]``, scalar maps ``[B, 1, H, W]``, masks ``[B, H, W]`` in [0, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    rgb: float = 1000.0  # pixel MSE (SV3D fork weight)
+    mask: float = 750.0  # MSE(opacity, mask)
+    lpips: float = 150.0  # ramped 0 -> value over lpips_ramp_steps of each stage; dropped if weights missing
+    lpips_ramp_steps: int = 300
+    lpips_net: str = "vgg"  # "vgg" (GPU) | "alex" (cheap)
+    lpips_backbone_path: str = ""  # torchvision backbone .pth; "" -> $TORCH_HOME/hub/checkpoints
+    lpips_heads_path: str = ""  # lpips v0.1 heads .pth; "" -> installed lpips package files
+    depth_smooth: float = 0.0  # squared finite differences of the depth map inside the mask
+    bilateral_depth: float = 100.0  # image-gated pseudo-Huber smoothness of depth
+    bilateral_normal: float = 100.0  # image-gated smoothness of rendered normals (needs normals)
+    normal_prior: float = 0.0  # 1 - cos to a supplied mono-normal map inside the mask (needs normals)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LossConfig":
+        known = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                raise ValueError(f"unknown LossConfig key {key!r}; valid keys: {sorted(known)}")
+        return cls(**d)
+
+    @property
+    def needs_normals(self) -> bool:
+        return self.bilateral_normal > 0 or self.normal_prior > 0
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred - target).pow(2).mean()
+
+
+def mask_loss(opacity: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE between rendered opacity and the foreground mask (same shapes)."""
+    return (opacity - mask.to(opacity)).pow(2).mean()
+
+
+def sobel(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel gradients (x, y) of ``[B, C, H, W]`` with replicate padding; same shape outputs."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=img.dtype, device=img.device) / 8
+    c = img.shape[1]
+    kern = torch.stack([kx, kx.T])[:, None].repeat(c, 1, 1, 1)  # [2C, 1, 3, 3]
+    g = F.conv2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), kern, groups=c)
+    return g[:, 0::2], g[:, 1::2]
+
+
+def bilateral_smoothness(value: torch.Tensor, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Edge-aware smoothness ``mean_mask[ sum_dir exp(-3 |grad I|) * (sqrt(1 + |grad v|) - 1) ]``.
+
+    value ``[B, C, H, W]`` (depth or normals), image ``[B, 3, H, W]`` (ground truth), mask ``[B, H, W]``.
+    """
+    ix, iy = sobel(image)
+    vx, vy = sobel(value)
+    term = (torch.exp(-3 * ix.abs().mean(1)) * (torch.sqrt(1 + vx.abs().sum(1)) - 1)
+            + torch.exp(-3 * iy.abs().mean(1)) * (torch.sqrt(1 + vy.abs().sum(1)) - 1))  # [B, H, W]
+    if mask is None:
+        return term.mean()
+    m = mask.to(term)
+    return (term * m).sum() / m.sum().clamp_min(1.0)
+
+
+def smooth_depth(depth: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared finite differences of ``depth [B, 1, H, W]`` (both axes), averaged inside ``mask [B, H, W]``."""
+    dx = (depth[..., :, 1:] - depth[..., :, :-1]).pow(2)[:, 0]
+    dy = (depth[..., 1:, :] - depth[..., :-1, :]).pow(2)[:, 0]
+    if mask is None:
+        return dx.mean() + dy.mean()
+    m = mask.to(depth)
+    mx, my = m[..., :, 1:] * m[..., :, :-1], m[..., 1:, :] * m[..., :-1, :]
+    return (dx * mx).sum() / mx.sum().clamp_min(1.0) + (dy * my).sum() / my.sum().clamp_min(1.0)
+
+
+def normal_prior_loss(normal: torch.Tensor, prior: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``1 - cos(n_render, n_prior)`` averaged inside the mask; normals ``[B, 3, H, W]`` (any length)."""
+    cos = F.cosine_similarity(normal, prior.to(normal), dim=1, eps=1e-8)  # [B, H, W]
+    m = mask.to(cos)
+    return ((1 - cos) * m).sum() / m.sum().clamp_min(1.0)
+
+
+def ramp(step: int, target: float, ramp_steps: int) -> float:
+    """Linear 0 -> target over ``ramp_steps`` (threestudio ``[0, 0, target, ramp_steps]`` schedule)."""
+    return target if ramp_steps <= 0 else target * min(1.0, step / ramp_steps)

@@ -31,6 +31,7 @@ from typing import Callable
 
 import torch
 
+from .camera import conditioning_angles
 from .pipeline_config import PipelineConfig
 from .pipeline_inputs import check_image_size, frame_times, load_input, matrix_cameras, reference_row, to_model_frames
 from .pipeline_models import Runner, StageModels, load_stage_models, peek_checkpoint
@@ -39,6 +40,12 @@ from .pipeline_store import MultiViewResult, PassStore
 from .sampling.plan import Plan, plan as make_plan
 
 __all__ = ["PipelineConfig", "SV4DPipeline", "MultiViewResult", "StageModels"]
+
+
+def _check_4d_kind(kind: str, source) -> None:
+    if kind not in ("sv4d", "sv4d2", "sv4d2_8views"):
+        raise ValueError(f"{source} is a {kind!r} checkpoint; SV4DPipeline needs sv4d / sv4d2 / sv4d2_8views weights "
+                         "(pass SV3D files as sv3d_checkpoint_path=)")
 
 
 class SV4DPipeline:
@@ -56,6 +63,7 @@ class SV4DPipeline:
                  sv3d: StageModels | Callable[[], StageModels] | None = None, sv3d_kind: str | None = None,
                  sv3d_source: str | None = None):
         config = PipelineConfig.from_dict(config) if isinstance(config, dict) else (config or PipelineConfig())
+        _check_4d_kind(models.kind, models.source)
         if isinstance(sv3d, StageModels):
             sv3d_kind, sv3d_source = sv3d.kind, sv3d.source
         if models.kind != "sv4d":
@@ -84,6 +92,7 @@ class SV4DPipeline:
         changes = {k: v for k, v in (("device", device), ("dtype", dtype), ("model_kind", model_kind)) if v is not None}
         config = config.replace(**changes)
         kind, _, _ = peek_checkpoint(checkpoint_path, config.model_kind)
+        _check_4d_kind(kind, checkpoint_path)
         resolved = config.resolved(kind)
         models = load_stage_models(checkpoint_path, kind, resolved.device, resolved.torch_dtype)
         sv3d = sv3d_kind = sv3d_source = None
@@ -154,7 +163,8 @@ class SV4DPipeline:
                 last finished pass (bit-identical on CPU). A different config / input raises ValueError.
             callback: called after every sampler step with ``{pass_index, pass_kind, step, total_steps, sigma,
                 sigma_next, direction, global_step, global_total, denoised}`` (SV3D stage: pass_index -1,
-                pass_kind "sv3d"; ``denoised`` is the current x0 estimate on the device, a cheap preview).
+                pass_kind "sv3d"; ``denoised``: current x0 estimate, latents ``[T, V, 4, h, w]`` (SV3D
+                ``[21, 4, h, w]``) on the device, for cheap previews; no copy is made).
             should_stop: polled between steps and passes; True -> InterruptedError after saving finished passes.
             reroll: ``{pass_index: new_seed}``: re-sample those passes (-1 = SV3D stage) and every pass that
                 takes reference views from them; all other passes are kept (needs the same work_dir).
@@ -163,6 +173,8 @@ class SV4DPipeline:
         Returns:
             ``MultiViewResult`` (``images`` ``[F, V+1, S, S, 3]`` in [0, 1], ``cameras``, ``times``, ``plan``).
         """
+        cameras = matrix_cameras(self.models.kind, self.config.elevations_deg, self.config.azimuths_deg)
+        conditioning_angles(self.models.kind, self.config.elevations_deg, self.config.azimuths_deg)  # validate early
         frames = self.read_frames(frames_or_path)
         plan = self.plan(frames.shape[0])
         reference = None
@@ -176,6 +188,5 @@ class SV4DPipeline:
         del frames  # the store holds them (on disk, memory-mapped, with a work dir)
         session.apply_reroll(reroll)
         session.run_all()
-        cameras = matrix_cameras(plan.model_kind, self.config.elevations_deg, self.config.azimuths_deg)
         return MultiViewResult(store, plan, final_sources(plan), cameras, frame_times(plan.n_frames),
                                self.config.image_size)

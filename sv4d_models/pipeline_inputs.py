@@ -71,6 +71,13 @@ def to_model_frames(frames) -> torch.Tensor:
     x = x.to(torch.float32)
     if not torch.isfinite(x).all():
         raise ValueError("frames contain NaN or infinite values; fix the source images (every value must be finite)")
+    lo, hi = float(x.min()), float(x.max())
+    if not uint8 and layout == "cl" and (lo < -1e-3 or hi > 1 + 1e-3):
+        raise ValueError(f"[F, S, S, 3] frames must be in [0, 1] but range over [{lo:.3g}, {hi:.3g}]; rescale them, "
+                         "or pass [F, 3, S, S] for values in [-1, 1]")
+    if not uint8 and layout == "cf" and (lo < -1 - 1e-3 or hi > 1 + 1e-3):
+        raise ValueError(f"[F, 3, S, S] frames must be in [-1, 1] but range over [{lo:.3g}, {hi:.3g}]; rescale them "
+                         "(x / 127.5 - 1 for 0..255 values)")
     if layout == "cl":
         x = x.permute(0, 3, 1, 2)
         x = x / 127.5 - 1.0 if uint8 else x * 2.0 - 1.0
@@ -121,8 +128,9 @@ def reference_row(views, n_views: int, size: int) -> torch.Tensor:
 
 def fingerprint(x: torch.Tensor) -> str:
     """sha256 of a tensor's shape and bytes (identifies the input frames of a work dir)."""
-    h = hashlib.sha256(str(tuple(x.shape)).encode())
-    h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    h = hashlib.sha256(f"{tuple(x.shape)} {x.dtype}".encode())
+    for item in x.detach().cpu().reshape(x.shape[0] if x.ndim else 1, -1):  # one row at a time: no full copy
+        h.update(item.contiguous().numpy().data)
     return h.hexdigest()
 
 

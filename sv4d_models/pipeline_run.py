@@ -146,8 +146,6 @@ class Session:
             raise ValueError(f"reroll keys {bad} are not passes of this plan; valid: {sorted(valid)} "
                              "(-1 = the SV3D reference stage)")
         affected = dependents(self.plan, [int(k) for k in reroll])
-        if REFERENCE in affected:  # everything reading row 0 views from the SV3D stage
-            affected |= dependents(self.plan, [REFERENCE])
         self.manifest["seed_overrides"].update({str(int(k)): int(s) for k, s in reroll.items()})
         self.manifest["done"] = sorted(set(self.manifest["done"]) - affected)
         self.store.write_manifest(self.manifest)
@@ -179,13 +177,13 @@ class Session:
         if self.should_stop is not None and self.should_stop():
             raise StopRequested()
 
-    def _step_callback(self, index: int, kind: str, n_steps: int, offset: int):
+    def _step_callback(self, index: int, kind: str, n_steps: int, offset: int, shape: tuple[int, ...]):
         def cb(info: dict) -> None:
             if self.callback is not None:
                 self.callback({"pass_index": index, "pass_kind": kind, "step": int(info["i"]), "total_steps": n_steps,
                                "sigma": float(info["sigma"]), "sigma_next": float(info["sigma_next"]),
                                "direction": info.get("direction", "forward"), "global_step": offset + int(info["i"]),
-                               "global_total": self.global_total, "denoised": info["denoised"]})
+                               "global_total": self.global_total, "denoised": info["denoised"].view(shape)})
             if int(info["i"]) < n_steps - 1:
                 self._check_stop()
         return cb
@@ -221,7 +219,7 @@ class Session:
         shape = (len(p.frames), len(p.views), 4, size, size)
         x = initial_latent(shape, self.sigmas, g).to(self.runner.device)
         offset = p.index * self.cfg.num_steps + (self.global_total - self.plan.total_steps)
-        cb = self._step_callback(p.index, p.kind, self.cfg.num_steps, offset)
+        cb = self._step_callback(p.index, p.kind, self.cfg.num_steps, offset, shape)
         with self.runner.autocast():
             z = run_pass(self.models.unet, p, conds, self.sigmas, self.guider, shape[2:], None, cb,
                          self.runner.device, torch.float32, x_init=x)
@@ -252,7 +250,7 @@ class Session:
         size = cfg.image_size // 8
         x = initial_latent((SV3D_N_VIEWS, 4, size, size), sigmas, g).to(run.device)
         model = CFGDenoiser(Denoiser(m.unet, SV3D_N_VIEWS, 0.0), c, uc, default_guider(m.kind))
-        cb = self._step_callback(REFERENCE, "sv3d", cfg.sv3d_num_steps, 0)
+        cb = self._step_callback(REFERENCE, "sv3d", cfg.sv3d_num_steps, 0, tuple(x.shape))
         with run.autocast():
             z = sample_euler_edm(model, x, sigmas, callback=cb).float().cpu()  # [21, 4, h, w]
         orbit = run.decode(m.decoder, z)

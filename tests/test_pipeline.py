@@ -243,6 +243,14 @@ def test_bad_inputs(sv4d, ckpts):
         sv4d.run(torch.rand(21, 32, 32, 3))
     with pytest.raises(ValueError, match="square"):
         sv4d.run(torch.rand(21, 16, 20, 3))
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\].*\[F, 3, S, S\]"):
+        sv4d.run(video(21) * 2 - 1)
+    with pytest.raises(ValueError, match=r"must be in \[-1, 1\]"):
+        sv4d.run(video(21).permute(0, 3, 1, 2) * 255)
+    with pytest.raises(ValueError, match="elevations_deg has 3 values; give 1 value or 21"):
+        sv4d.configure(elevations_deg=[0, 10, 20]).run(video(21))
+    with pytest.raises(ValueError, match="'sv3d_u' checkpoint.*sv3d_checkpoint_path"):
+        SV4DPipeline.from_checkpoints(ckpts["sv3d_u"], config=BASE)
     sv4d2 = SV4DPipeline.from_checkpoints(ckpts["sv4d2"], config=BASE)
     with pytest.raises(ValueError, match="only used by sv4d"):
         sv4d2.run(video(21), reference_views=torch.rand(5, SIZE, SIZE, 3))

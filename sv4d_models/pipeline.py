@@ -137,19 +137,21 @@ class SV4DPipeline:
         """The pass schedule ``run`` will follow for ``n_frames`` frames."""
         return make_plan(self.models.kind, n_frames, self.config.mode, self.config.num_steps)
 
-    def read_frames(self, frames_or_path) -> torch.Tensor:
-        """Validated model input ``[F, 3, S, S]`` float32 in [-1, 1] from frames or a video / folder path."""
-        size = int(self.config.image_size)
+    def read_frames(self, frames_or_path) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validated model input ``[F, 3, S, S]`` float32 in [-1, 1] and foreground masks ``[F, S, S]`` (None
+        for tensor input) from frames or a video / gif / image-folder path (``config.max_frames`` etc.)."""
+        cfg, size = self.config, int(self.config.image_size)
         check_image_size(size, self.models.levels)
         if isinstance(frames_or_path, (str, os.PathLike)):
-            return load_input(frames_or_path, size, self.config.image_frame_ratio)
+            return load_input(frames_or_path, size, cfg.image_frame_ratio, cfg.max_frames, cfg.remove_bg,
+                              cfg.official_preprocess)
         frames = to_model_frames(frames_or_path)
         if frames.shape[-1] != size:
             raise ValueError(f"frames are {frames.shape[-1]}x{frames.shape[-1]} but image_size={size}; resize them "
                              f"(sv4d_models.preprocess.preprocess_frames(frames, size={size})) or use "
                              f"pipe.configure(image_size={frames.shape[-1]})")
         check_image_size(frames.shape[-1], self.models.levels)
-        return frames
+        return frames, None
 
     def run(self, frames_or_path, work_dir: str | os.PathLike | None = None, callback: Callable[[dict], None] | None = None,
             should_stop: Callable[[], bool] | None = None, reroll: dict[int, int] | None = None,
@@ -175,7 +177,7 @@ class SV4DPipeline:
         """
         cameras = matrix_cameras(self.models.kind, self.config.elevations_deg, self.config.azimuths_deg)
         conditioning_angles(self.models.kind, self.config.elevations_deg, self.config.azimuths_deg)  # validate early
-        frames = self.read_frames(frames_or_path)
+        frames, masks = self.read_frames(frames_or_path)
         plan = self.plan(frames.shape[0])
         reference = None
         if reference_views is not None:
@@ -184,8 +186,8 @@ class SV4DPipeline:
             reference = reference_row(reference_views, plan.n_views, frames.shape[-1])
         store = PassStore.open(work_dir, self.config.offload)
         session = Session(self, plan, store, callback, should_stop)
-        session.open(frames, reference, overwrite)
-        del frames  # the store holds them (on disk, memory-mapped, with a work dir)
+        session.open(frames, masks, reference, overwrite)
+        del frames, masks  # the store holds them (on disk, memory-mapped, with a work dir)
         session.apply_reroll(reroll)
         session.run_all()
         return MultiViewResult(store, plan, final_sources(plan), cameras, frame_times(plan.n_frames),

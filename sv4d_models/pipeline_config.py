@@ -40,6 +40,9 @@ class PipelineConfig:
     min_cfg: float | None = None  # min guidance scale; None = official (1.0 / 1.0 / 1.5)
     image_size: int = 576  # square frame side; a multiple of 8 * 2^(UNet levels - 1) (64 for the released UNets)
     image_frame_ratio: float | None = None  # object size in the frame for file inputs; None = 0.917 / 0.9
+    max_frames: int | None = None  # file inputs: keep the first N frames (official: 21); None = all
+    remove_bg: bool = False  # file inputs: rembg background removal of RGB frames (optional dependency)
+    official_preprocess: bool = False  # file inputs: reproduce the official crop quirks + mp4 round trip
     encoding_t: int = 8  # frames per VAE / CLIP encode call (lower = less accelerator memory)
     decoding_t: int = 4  # latents per VAE decode call
     cond_aug: float = 1e-5  # noise std added before every VAE conditioning encode (official ZeroSampler / SV3D)
@@ -70,6 +73,7 @@ class PipelineConfig:
             (int(self.image_size) >= 8, f"image_size={self.image_size} must be >= 8 (official 576)"),
             (self.image_frame_ratio is None or 0 < self.image_frame_ratio <= 1,
              f"image_frame_ratio={self.image_frame_ratio} must be in (0, 1]"),
+            (self.max_frames is None or int(self.max_frames) >= 1, f"max_frames={self.max_frames} must be >= 1"),
             (int(self.encoding_t) >= 1 and int(self.decoding_t) >= 1,
              f"encoding_t={self.encoding_t} and decoding_t={self.decoding_t} must be >= 1"),
             (self.cond_aug >= 0, f"cond_aug={self.cond_aug} must be >= 0"),

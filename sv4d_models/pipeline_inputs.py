@@ -86,13 +86,19 @@ def to_model_frames(frames) -> torch.Tensor:
     return x.contiguous()
 
 
-def load_input(source: str | os.PathLike, size: int, image_frame_ratio: float) -> torch.Tensor:
-    """Read and preprocess a video / image folder: ``[F, 3, S, S]`` in [-1, 1] (sv4d_models.preprocess)."""
+def load_input(source: str | os.PathLike, size: int, image_frame_ratio: float, max_frames: int | None = None,
+               remove_bg: bool = False, official: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and preprocess a video / gif / image folder with ``sv4d_models.preprocess`` (imported lazily).
+
+    Returns:
+        ``(images [F, 3, S, S] in [-1, 1], masks [F, S, S] in [0, 1])``.
+    """
     from . import preprocess  # lazy: PIL / video readers
 
-    frames = preprocess.load_frames(source)
-    pre = preprocess.preprocess_frames(frames, size=size, image_frame_ratio=image_frame_ratio)
-    return to_model_frames(pre.images)
+    frames = preprocess.load_frames(source, max_frames=max_frames)
+    pre = preprocess.preprocess_frames(frames, size=size, image_frame_ratio=image_frame_ratio, remove_bg=remove_bg,
+                                       official=official)
+    return to_model_frames(pre.images), pre.masks.float()
 
 
 def check_image_size(size: int, channel_mult_levels: int) -> None:

@@ -79,7 +79,8 @@ class Session:
         self.global_total = plan.total_steps + (sv3d_steps or 0)
 
     # ---- manifest --------------------------------------------------------------------------------
-    def open(self, frames: torch.Tensor, reference: torch.Tensor | None, overwrite: bool) -> None:
+    def open(self, frames: torch.Tensor, masks: torch.Tensor | None, reference: torch.Tensor | None,
+             overwrite: bool) -> None:
         """Load / check / create the manifest; store the inputs and CLIP embeddings if not done yet."""
         self.user_reference = reference
         ref_id = None if not self.plan.given_reference_row else ("sv3d" if reference is None else fingerprint(reference))
@@ -99,7 +100,7 @@ class Session:
         self.manifest = fresh
         self.store.write_manifest(self.manifest)
         if not self.store.has_inputs():
-            self.store.save_inputs(frames)
+            self.store.save_inputs(frames, masks)
         if not self.store.has_clip():
             n = frames.shape[0]
             chunks = [self.runner.clip(self.models.clip, self.store.input_frames(range(i, min(i + self.cfg.encoding_t, n))))

@@ -116,8 +116,15 @@ class PassStore:
         return name in self._mem if self.folder is None else (self.folder / name).is_file()
 
     # ---- inputs ----------------------------------------------------------------------------------
-    def save_inputs(self, frames: torch.Tensor) -> None:
-        self._put("inputs.pt", {"frames": frames.contiguous()})
+    def save_inputs(self, frames: torch.Tensor, masks: torch.Tensor | None = None) -> None:
+        """Keep the model input ``[F, 3, S, S]`` (a private copy in RAM; the caller may reuse its tensor) and the
+        preprocessing masks ``[F, S, S]`` (None for tensor input)."""
+        frames = frames.detach().clone() if self.folder is None else frames.contiguous()
+        self._put("inputs.pt", {"frames": frames, "masks": masks})
+
+    def input_masks(self) -> torch.Tensor | None:
+        masks = self._get("inputs.pt")["masks"]
+        return None if masks is None else masks.clone()
 
     def has_inputs(self) -> bool:
         return self._has("inputs.pt")
@@ -213,6 +220,10 @@ class MultiViewResult:
     @property
     def plan_json(self) -> dict:
         return self.plan.to_json()
+
+    def input_masks(self) -> torch.Tensor | None:
+        """Foreground masks ``[F, S, S]`` in [0, 1] of the preprocessed input (file inputs only, else None)."""
+        return self.store.input_masks()
 
     def source(self, t: int, v: int) -> int | None:
         """Pass index that produced cell (t, v); None for column 0 (the input)."""

@@ -285,7 +285,15 @@ def test_file_path_input(sv4d, tmp_path):
     frames = video(21)
     folder = tmp_path / "frames"
     folder.mkdir()
+    frames[:, 4:12, 4:12] = 0.2  # a dark object on white: masks are its square
+    frames[:, :4], frames[:, 12:], frames[:, :, :4], frames[:, :, 12:] = 1.0, 1.0, 1.0, 1.0
     for i, f in enumerate(frames):
-        Image.fromarray((f.numpy() * 255).astype("uint8")).save(folder / f"{i:03d}.png")
-    result = sv4d.run(folder)
-    assert result.images.shape == (21, 9, SIZE, SIZE, 3)
+        Image.fromarray((f.numpy() * 255).round().astype("uint8")).save(folder / f"{i:03d}.png")
+    pipe = sv4d.configure(max_frames=13, image_frame_ratio=0.5)
+    result = pipe.run(folder)
+    assert result.images.shape == (13, 9, SIZE, SIZE, 3) and torch.isfinite(result.images).all()
+    masks = result.input_masks()
+    assert masks.shape == (13, SIZE, SIZE) and 0.1 < float(masks.mean()) < 0.5
+    torch.testing.assert_close(result.images[:, 0].permute(0, 3, 1, 2) * 2 - 1, pipe.read_frames(folder)[0],
+                               rtol=0, atol=1e-6)  # column 0 = the preprocessed input
+    assert sv4d.run(video(21)).input_masks() is None

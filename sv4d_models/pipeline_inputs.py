@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -183,8 +182,3 @@ def frame_times(n_frames: int) -> torch.Tensor:
     """``t = f / (F - 1)`` per frame (0 for a single frame), float64 ``[F]``."""
     return torch.arange(n_frames, dtype=torch.float64) / max(n_frames - 1, 1)
 
-
-def chunked_views(values: Sequence, chunk: int):
-    """Yield consecutive slices of ``values`` of at most ``chunk`` items."""
-    for i in range(0, len(values), chunk):
-        yield values[i:i + chunk]

@@ -1,6 +1,9 @@
 """Peak RSS and wall time of SV4DPipeline.run for 21 / 42 / 84 frames (tiny sv4d checkpoint, CPU).
 
-    OMP_NUM_THREADS=2 python benchmarks/pipeline.py [--frames 21 42 84] [--image-size 64] [--steps 2]
+    OMP_NUM_THREADS=1 python benchmarks/pipeline.py [--frames 21 42 84] [--image-size 64] [--steps 2]
+
+(One thread per process: on a shared 2-core machine, 2 OpenMP threads next to another busy process run
+several times slower and make the timings meaningless.)
 
 Each (store, length) runs in its own subprocess; peak RSS is that process's ``ru_maxrss`` (models, run and
 reading every view back as uint8 frames, as a video writer would). ``workdir`` = per-pass files in a work dir
@@ -31,7 +34,7 @@ def child(args) -> None:
 
     from sv4d_models.pipeline import SV4DPipeline
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     config = dict(image_size=args.image_size, num_steps=args.steps, device="cpu", offload=args.store,
                   encode_per_view=args.per_view)
     pipe = SV4DPipeline.from_checkpoints(args.ckpt, args.sv3d, config=config)

@@ -181,11 +181,11 @@ class MotionTransformer(_SpatialTransformer):
                                       emb_view, emb_time, alpha_view, alpha_motion)
                 continue
             # View attention over the V views of each (b, frame, pixel); rows ordered like camera_ctx (b, t, hw).
-            xs = x.view(b, t, v, hw, c).permute(0, 1, 3, 2, 4).reshape(b, t * hw, v, c)
+            xs = x.view(b, t, v, hw, c).permute(0, 1, 3, 2, 4).contiguous().view(b, t * hw, v, c)
             y = view_block.attend((xs + emb_view.view(b, 1, v, c)).view(-1, v, c), camera_ctx)
             xs = self.time_mixer(xs.view(-1, v, c), y, alpha_view)
             # Frame attention over the T frames of each (b, view, pixel); rows ordered like motion_ctx (b, v, hw).
-            xm = xs.view(b, t, hw, v, c).permute(0, 3, 2, 1, 4).reshape(b, v * hw, t, c)
+            xm = xs.view(b, t, hw, v, c).permute(0, 3, 2, 1, 4).contiguous().view(b, v * hw, t, c)
             y = motion_block.attend((xm + emb_time.view(b, 1, t, c)).view(-1, t, c), motion_ctx)
             xm = self.time_mixer(xm.view(-1, t, c), y, alpha_motion)
             x = xm.view(b, v, hw, t, c).permute(0, 3, 1, 2, 4).reshape(n, hw, c)  # (b t v) order restored

@@ -49,6 +49,11 @@ def test_dynamic_fit_psnr_on_held_out_views_and_times():  # ~65 s on one core
     for t in (1 / 3, 1 / 6, 0.5, 5 / 6):  # a training time, then three held-out times
         gt, _ = scene.render_scene(HELD_OUT, 32, t, moving=True)
         assert scene.psnr(res.render(HELD_OUT, t, 32, normals=None)["rgb"], gt) >= 24.0, t
+    # The deformation really moves the object: the render at t = 1 matches frame 1, not frame 0.
+    late = res.render(HELD_OUT, 1.0, 32, normals=None)["rgb"]
+    gt_late, _ = scene.render_scene(HELD_OUT, 32, 1.0, moving=True)
+    gt_early, _ = scene.render_scene(HELD_OUT, 32, 0.0, moving=True)
+    assert scene.psnr(late, gt_late) > scene.psnr(late, gt_early) + 2.0
 
 
 def _small_problem():

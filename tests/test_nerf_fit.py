@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from sv4d_models.camera import Cameras
 from sv4d_models.nerf.fit import CHECKPOINT_NAME, fit_dynamic_nerf, load_fit_result, render
+from sv4d_models.nerf.fit_config import NeRFFitConfig
 from sv4d_models.nerf.fit_config import test_preset as tiny_preset
 
 _spec = importlib.util.spec_from_file_location("nerf_scene", Path(__file__).with_name("nerf_scene.py"))
@@ -123,3 +126,21 @@ def test_fit_input_validation():
         fit_dynamic_nerf(images, masks, cams[[0, 1]], times, cfg)
     with pytest.raises(TypeError, match="cameras"):
         fit_dynamic_nerf(images, masks, "cams", times, cfg)
+
+
+def test_gpu_recipe_defaults_run_on_cpu_with_small_grid():
+    """The default (paper) recipe: analytic normals with double backward, bilateral depth/normal terms, LPIPS
+    dropped with a warning when its weights are not on disk; only the grid and step counts are shrunk."""
+    images, masks, cams, times = scene.scene_matrix([0.0, 120.0, 240.0], 2, 12, moving=True)
+    base = NeRFFitConfig()
+    small = dataclasses.replace(base.field.grid, n_levels=4, log2_hashmap_size=10, base_resolution=8)
+    cfg = dataclasses.replace(base, field=dataclasses.replace(base.field, grid=small, backend="torch"),
+                              static_steps=2, dynamic_steps=2, n_samples=16, checkpoint_every=1000)
+    infos = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit_dynamic_nerf(images, masks, cams, times, cfg, callback=infos.append)
+    assert [i["stage"] for i in infos] == ["static", "static", "dynamic", "dynamic"]
+    assert {"rgb", "mask", "bilateral_depth", "bilateral_normal"} <= set(infos[-1]["terms"])
+    assert all(math.isfinite(i["loss"]) for i in infos)
+    assert res.model.deformation.layers[0].weight.grad is not None  # deformation trained in stage 2

@@ -6,7 +6,11 @@
    swapped in (everything else identical).
 3. Time to reach 25 dB PSNR (held-out views) at 64x64 on ``cpu_preset()`` (analytic two-sphere scene).
 
-Usage:  OMP_NUM_THREADS=2 python benchmarks/nerf.py [--points 262144] [--threads 2] [--skip-psnr] [--device cpu]
+Usage:  OMP_NUM_THREADS=1 python benchmarks/nerf.py [--points 262144] [--threads 1] [--skip-psnr] [--device cpu]
+
+Threads default to 1: on a shared 2-core VM with other jobs running, 2 OpenMP threads make every op wait for a
+descheduled thread (nerf4d.md 3.3 item 2) and the numbers become meaningless; pass --threads 2 on a quiet machine.
+Timings are best-of-N with the candidates interleaved, so background load hits both alike.
 nerfstudio: ``pip install nerfstudio --no-deps jaxtyping rich``; its ``scene_box`` imports ``viser`` at module import
 time (only for an unrelated viewer transform), so this script stubs ``viser`` when it is missing.
 """
@@ -165,7 +169,7 @@ def bench_psnr(device: str, target: float = 25.0, max_steps: int = 600) -> tuple
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=2 ** 18)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-psnr", action="store_true")

@@ -1,6 +1,7 @@
 """Private analytic test scene for the NeRF tests: two shaded spheres rendered in closed form (no NeRF code).
 
-Sphere A (static, reddish) at the origin; sphere B (bluish) moves along -y as t goes 0 -> 1 when ``moving``.
+Sphere A (static, reddish) near the origin; sphere B (bluish, separate from A) rises along +z by 0.15 as t goes
+0 -> 1 when ``moving``.
 Shading is view independent (fixed world light), white background, exact masks.
 """
 from __future__ import annotations
@@ -11,9 +12,9 @@ from sv4d_models.camera import Cameras
 
 
 def spheres(t: float, moving: bool):
-    b_center = torch.tensor([0.05, 0.32 - (0.3 * t if moving else 0.0), 0.12], dtype=torch.float64)
+    b_center = torch.tensor([0.05, 0.42, 0.1 + (0.15 * t if moving else 0.0)], dtype=torch.float64)
     return [(torch.tensor([0.0, 0.0, -0.05], dtype=torch.float64), 0.28, torch.tensor([0.9, 0.35, 0.2])),
-            (b_center, 0.17, torch.tensor([0.2, 0.45, 0.95]))]
+            (b_center, 0.15, torch.tensor([0.2, 0.45, 0.95]))]
 
 
 def render_scene(cameras: Cameras, size: int, t: float, moving: bool = False):

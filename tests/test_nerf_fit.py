@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from sv4d_models.camera import Cameras
 from sv4d_models.nerf.fit import CHECKPOINT_NAME, fit_dynamic_nerf, load_fit_result, render
+from sv4d_models.nerf.fit_config import NeRFFitConfig
 from sv4d_models.nerf.fit_config import test_preset as tiny_preset
 
 _spec = importlib.util.spec_from_file_location("nerf_scene", Path(__file__).with_name("nerf_scene.py"))
@@ -49,6 +52,11 @@ def test_dynamic_fit_psnr_on_held_out_views_and_times():  # ~65 s on one core
     for t in (1 / 3, 1 / 6, 0.5, 5 / 6):  # a training time, then three held-out times
         gt, _ = scene.render_scene(HELD_OUT, 32, t, moving=True)
         assert scene.psnr(res.render(HELD_OUT, t, 32, normals=None)["rgb"], gt) >= 24.0, t
+    # The deformation really moves the object: the render at t = 1 matches frame 1, not frame 0.
+    late = res.render(HELD_OUT, 1.0, 32, normals=None)["rgb"]
+    gt_late, _ = scene.render_scene(HELD_OUT, 32, 1.0, moving=True)
+    gt_early, _ = scene.render_scene(HELD_OUT, 32, 0.0, moving=True)
+    assert scene.psnr(late, gt_late) > scene.psnr(late, gt_early) + 2.0
 
 
 def _small_problem():
@@ -118,3 +126,21 @@ def test_fit_input_validation():
         fit_dynamic_nerf(images, masks, cams[[0, 1]], times, cfg)
     with pytest.raises(TypeError, match="cameras"):
         fit_dynamic_nerf(images, masks, "cams", times, cfg)
+
+
+def test_gpu_recipe_defaults_run_on_cpu_with_small_grid():
+    """The default (paper) recipe: analytic normals with double backward, bilateral depth/normal terms, LPIPS
+    dropped with a warning when its weights are not on disk; only the grid and step counts are shrunk."""
+    images, masks, cams, times = scene.scene_matrix([0.0, 120.0, 240.0], 2, 12, moving=True)
+    base = NeRFFitConfig()
+    small = dataclasses.replace(base.field.grid, n_levels=4, log2_hashmap_size=10, base_resolution=8)
+    cfg = dataclasses.replace(base, field=dataclasses.replace(base.field, grid=small, backend="torch"),
+                              static_steps=2, dynamic_steps=2, n_samples=16, checkpoint_every=1000)
+    infos = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit_dynamic_nerf(images, masks, cams, times, cfg, callback=infos.append)
+    assert [i["stage"] for i in infos] == ["static", "static", "dynamic", "dynamic"]
+    assert {"rgb", "mask", "bilateral_depth", "bilateral_normal"} <= set(infos[-1]["terms"])
+    assert all(math.isfinite(i["loss"]) for i in infos)
+    assert res.model.deformation.layers[0].weight.grad is not None  # deformation trained in stage 2

@@ -114,6 +114,9 @@ def test_sv4d_13_frames_extended(sv4d):
     assert [p.kind for p in result.plan.passes] == ["anchor", "dense", "dense", "dense"]
     assert all(result.source(t, v) == writer[(t, v)] for t in range(13) for v in range(1, 9))
     assert set(writer.values()) == {1, 2, 3}  # the anchors only condition the dense passes
+    short = sv4d.run(video(3))  # shorter than one pass: one ping-pong padded window
+    assert [p.kind for p in short.plan.passes] == ["window"] and short.images.shape == (3, 9, SIZE, SIZE, 3)
+    assert torch.isfinite(short.images).all()
 
 
 class SpyUNet:
@@ -261,6 +264,8 @@ def test_bad_inputs(sv4d, ckpts):
         sv4d.run(video(21) * 2 - 1)
     with pytest.raises(ValueError, match=r"must be in \[-1, 1\]"):
         sv4d.run(video(21).permute(0, 3, 1, 2) * 255)
+    with pytest.raises(ValueError, match="official sv4d script cannot run 13 frames.*mode='extended'"):
+        sv4d.configure(mode="official").run(video(13))
     with pytest.raises(ValueError, match="elevations_deg has 3 values; give 1 value or 21"):
         sv4d.configure(elevations_deg=[0, 10, 20]).run(video(21))
     with pytest.raises(ValueError, match="'sv3d_u' checkpoint.*sv3d_checkpoint_path"):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sv4d_models.pipeline import PipelineConfig, SV4DPipeline
-from sv4d_models.pipeline_run import dependents
+from sv4d_models.pipeline_run import dependents, reference_sources
+from sv4d_models.sampling import plan as make_plan
 from sv4d_models.tiny_checkpoint import write_tiny_checkpoint
 
 SIZE, STEPS = 16, 2
@@ -83,6 +84,18 @@ def test_sv4d_21_frames_end_to_end(sv4d, sv4d_21):
     assert json.loads(json.dumps(result.plan_json)) == plan.to_json()
 
 
+def test_reference_provenance_matches_the_official_table():
+    """Spec 6.7: dense k forward ref = row t0 from dense k-1 (SV3D for k=0), backward ref = anchor row t0+4."""
+    src = reference_sources(make_plan("sv4d", 21, num_steps=4))
+    views = range(1, 9)
+    assert src[0] == {(0, v): -1 for v in views}  # anchor: SV3D views of frame 0
+    assert src[1] == {**{(0, v): -1 for v in views}, **{(4, v): 0 for v in views}}
+    for k, t0 in enumerate([4, 8, 12, 16], start=2):
+        assert src[k] == {**{(t0, v): k - 1 for v in views}, **{(t0 + 4, v): 0 for v in views}}
+    src2 = reference_sources(make_plan("sv4d2", 21, num_steps=4))
+    assert src2[0] == {} and src2[1] == {(9, v): 0 for v in range(1, 5)}
+
+
 def test_determinism_and_seed(sv4d, sv4d_21):
     result = sv4d_21[0]
     again = sv4d.configure(offload="cpu").run(video(21))  # RAM store, same seed
@@ -101,6 +114,9 @@ def test_sv4d_13_frames_extended(sv4d):
     assert [p.kind for p in result.plan.passes] == ["anchor", "dense", "dense", "dense"]
     assert all(result.source(t, v) == writer[(t, v)] for t in range(13) for v in range(1, 9))
     assert set(writer.values()) == {1, 2, 3}  # the anchors only condition the dense passes
+    short = sv4d.run(video(3))  # shorter than one pass: one ping-pong padded window
+    assert [p.kind for p in short.plan.passes] == ["window"] and short.images.shape == (3, 9, SIZE, SIZE, 3)
+    assert torch.isfinite(short.images).all()
 
 
 class SpyUNet:
@@ -145,6 +161,7 @@ def test_resume_after_interruption_is_bit_identical(sv4d, sv4d_21, tmp_path):
         sv4d.run(video(21), work_dir=work, callback=seen.append, should_stop=stop)
     manifest = json.loads((work / "manifest.json").read_text())
     assert manifest["done"] == [-1, 0, 1, 2]
+    assert not [p.name for p in work.iterdir() if p.name.startswith(".")]  # no temp files left behind
     assert not (work / "pass_003.pt").exists()
     resumed_log = []
     resumed = sv4d.run(video(21), work_dir=work, callback=resumed_log.append)
@@ -247,6 +264,8 @@ def test_bad_inputs(sv4d, ckpts):
         sv4d.run(video(21) * 2 - 1)
     with pytest.raises(ValueError, match=r"must be in \[-1, 1\]"):
         sv4d.run(video(21).permute(0, 3, 1, 2) * 255)
+    with pytest.raises(ValueError, match="official sv4d script cannot run 13 frames.*mode='extended'"):
+        sv4d.configure(mode="official").run(video(13))
     with pytest.raises(ValueError, match="elevations_deg has 3 values; give 1 value or 21"):
         sv4d.configure(elevations_deg=[0, 10, 20]).run(video(21))
     with pytest.raises(ValueError, match="'sv3d_u' checkpoint.*sv3d_checkpoint_path"):

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from .config import check_known_keys
+
 from .sampling.conditioning import SV4D_LAYOUTS
 from .sampling.plan import DEFAULT_STEPS
 
@@ -87,10 +89,7 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PipelineConfig":
         """Build from a plain dict; unknown keys raise ValueError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown PipelineConfig key(s) {unknown}; valid keys: {sorted(names)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

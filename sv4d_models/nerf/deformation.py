@@ -9,9 +9,11 @@ is exactly the canonical frame (nerf4d.md section 2.5).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
+
+from ..config import check_known_keys
 from torch import nn
 
 
@@ -25,10 +27,7 @@ class DeformationConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeformationConfig":
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown DeformationConfig key {key!r}; valid keys: {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
 

@@ -12,9 +12,11 @@ SV3D fork) or trunc_exp (Instant-NGP) of ``mlp(enc) + blob`` with the Magic3D bl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
+
+from ..config import check_known_keys
 import torch.nn.functional as F
 from torch import nn
 
@@ -37,11 +39,8 @@ class FieldConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FieldConfig":
-        known = {f.name for f in fields(cls)}
+        check_known_keys(cls, d)
         d = dict(d)
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown FieldConfig key {key!r}; valid keys: {sorted(known)}")
         if isinstance(d.get("grid"), dict):
             d["grid"] = HashGridConfig.from_dict(d["grid"])
         if isinstance(d.get("deformation"), dict):

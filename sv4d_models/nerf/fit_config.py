@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from ..config import check_known_keys
 from .deformation import DeformationConfig
 from .field import FieldConfig
 from .hashgrid import HashGridConfig
@@ -48,11 +49,8 @@ class NeRFFitConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NeRFFitConfig":
         """Strict constructor: unknown keys raise ValueError; nested dicts become nested configs."""
-        known = {f.name for f in fields(cls)}
+        check_known_keys(cls, d)
         d = dict(d)
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown NeRFFitConfig key {key!r}; valid keys: {sorted(known)}")
         nested = {"field": FieldConfig, "loss": LossConfig, "occupancy": OccupancyConfig}
         for key, typ in nested.items():
             if isinstance(d.get(key), dict):

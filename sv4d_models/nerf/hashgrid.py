@@ -21,10 +21,12 @@ loss) use ``forward(x, create_graph=True)``, which runs the same math through pl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from ..config import check_known_keys
 from torch import nn
 
 PRIME_Y = 2654435761 - 2**32  # -1640531535: uint32 prime written as a two's-complement int32
@@ -41,10 +43,7 @@ class HashGridConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HashGridConfig":
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown HashGridConfig key {key!r}; valid keys: {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
     def to_tcnn(self) -> dict:

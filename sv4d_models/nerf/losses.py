@@ -4,9 +4,11 @@ All maps are image shaped: images ``[B, 3, H, W]``, scalar maps ``[B, 1, H, W]``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
+
+from ..config import check_known_keys
 import torch.nn.functional as F
 
 
@@ -26,10 +28,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LossConfig":
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown LossConfig key {key!r}; valid keys: {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
     @property

@@ -8,9 +8,11 @@ density (scatter back into the dense tensor).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
+
+from ..config import check_known_keys
 from torch import nn
 
 
@@ -67,10 +69,7 @@ class OccupancyConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "OccupancyConfig":
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown OccupancyConfig key {key!r}; valid keys: {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
 

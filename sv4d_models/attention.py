@@ -36,7 +36,7 @@ class Attention(nn.Module):
         if context.shape[1] == 1 and self.backend != "naive":
             # One key: softmax over a single score is exactly 1, so the output is to_out(to_v(ctx)) for every query.
             return self.to_out(self.to_v(context)).expand(b, n, -1)
-        q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
+        q, k, v = self._project(x, context)
         q, k, v = (t.view(b, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))  # [b, h, L, d]
         if self.backend == "naive":
             weights = (q @ k.transpose(-1, -2) * self.dim_head ** -0.5).softmax(dim=-1)
@@ -44,6 +44,16 @@ class Attention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.dim_head))
+
+    def _project(self, x: torch.Tensor, context: torch.Tensor):
+        """q, k, v. Self-attention with plain ``nn.Linear`` layers uses one fused GEMM (same values, one pass over x);
+        the reference backend and casting layers (ComfyUI ops, which cast or patch weights in forward) use three."""
+        fusable = (context is x and self.backend != "naive"
+                   and all(type(m) is nn.Linear for m in (self.to_q, self.to_k, self.to_v)))
+        if not fusable:
+            return self.to_q(x), self.to_k(context), self.to_v(context)
+        weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight], dim=0)
+        return F.linear(x, weight).chunk(3, dim=-1)
 
 
 def set_attention_backend(module: nn.Module, backend: str) -> nn.Module:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 
 from .config import MODEL_KINDS, OFFICIAL_NETWORK_CONFIGS, UNetConfig
+from .state_source import CheckpointSource
 from .unet import SV4DUNet, build_unet
 
 log = logging.getLogger("sv4d")
@@ -27,53 +26,6 @@ CHECKPOINT_FILES = {
     "sv4d": "sv4d.safetensors", "sv4d2": "sv4d2.safetensors", "sv4d2_8views": "sv4d2_8views.safetensors",
     "sv3d_u": "sv3d_u.safetensors", "sv3d_p": "sv3d_p.safetensors",
 }
-CHECKPOINT_FOLDER_HINT = "ComfyUI/models/checkpoints/ (or models/sv4d/)"
-
-
-class CheckpointSource:
-    """Uniform read access to a safetensors file or an in-memory state dict (keys, shapes, lazy tensors)."""
-
-    def __init__(self, path_or_state_dict: str | os.PathLike | dict[str, torch.Tensor]):
-        self.path: Path | None = None
-        self.metadata: dict[str, str] = {}
-        if isinstance(path_or_state_dict, dict):
-            self._sd, self._file = path_or_state_dict, None
-            self.shapes = {k: tuple(v.shape) for k, v in path_or_state_dict.items()}
-            return
-        self.path = Path(path_or_state_dict)
-        if not self.path.is_file():
-            raise FileNotFoundError(
-                f"checkpoint {self.path} does not exist; download the official file (e.g. {', '.join(CHECKPOINT_FILES.values())}) "
-                f"from Stability AI's Hugging Face pages and put it in {CHECKPOINT_FOLDER_HINT}, or pass its full path"
-            )
-        if self.path.suffix not in (".safetensors", ".sft"):
-            raise ValueError(f"{self.path.name}: only .safetensors checkpoints are supported (got {self.path.suffix!r}); "
-                             "the official SV4D/SV3D releases are .safetensors files")
-        from safetensors import safe_open
-
-        try:
-            self._file = safe_open(str(self.path), framework="pt")
-            keys = list(self._file.keys())
-            self.shapes = {k: tuple(self._file.get_slice(k).get_shape()) for k in keys}
-        except Exception as exc:  # safetensors raises its own SafetensorError / OSError types
-            size = self.path.stat().st_size
-            raise ValueError(
-                f"{self.path} ({size:,} bytes) is not a readable safetensors file: it is truncated or corrupt "
-                f"({type(exc).__name__}: {exc}). Download it again and compare its size with the published one "
-                "(sv4d.safetensors is 11,923,967,436 bytes)"
-            ) from exc
-        self.metadata = self._file.metadata() or {}
-        self._sd = None
-
-    def keys(self) -> list[str]:
-        return list(self.shapes)
-
-    def get(self, key: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
-        t = self._sd[key] if self._sd is not None else self._file.get_tensor(key)
-        return t.to(device=device, dtype=dtype if (dtype is not None and t.is_floating_point()) else t.dtype)
-
-    def name(self) -> str:
-        return str(self.path) if self.path is not None else "<state dict>"
 
 
 def _unet_shapes(src: CheckpointSource) -> tuple[str, dict[str, tuple[int, ...]]]:
@@ -198,7 +150,7 @@ def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = Non
     model = build_unet(cfg, operations=operations, device="meta", dtype=dtype)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     _check_keys(src.name(), kind, expected, shapes)
-    state = {k: src.get(prefix + k, device=device, dtype=dtype) for k in expected}
+    state = {k: src.get(prefix + k, device=device or "cpu", dtype=dtype) for k in expected}
     model.load_state_dict(state, strict=True, assign=True)
     model.model_kind = kind
     return model.eval().requires_grad_(False)

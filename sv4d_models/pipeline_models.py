@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import META_KIND, CheckpointSource, _unet_shapes, infer_model_kind, load_unet
+from .checkpoint import META_KIND, _unet_shapes, infer_model_kind, load_unet
+from .state_source import CheckpointSource
 from .sampling.conditioning import VECTOR_DIMS
 
 META_VECTOR_SPLIT = "sv4d_vector_split"  # written by tiny_checkpoint (non-standard vector widths)

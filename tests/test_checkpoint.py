@@ -63,7 +63,8 @@ def test_tiny_checkpoint_round_trip(tiny_files, kind):
 def test_sv4d2_defaults_to_4_views_and_says_so(tiny_files, caplog):
     sd, _ = tiny_engine_state_dict("sv4d2", seed=0)  # no metadata: kind only from keys
     with caplog.at_level("INFO", logger="sv4d"):
-        from sv4d_models.checkpoint import _unet_shapes, CheckpointSource
+        from sv4d_models.checkpoint import _unet_shapes
+        from sv4d_models.state_source import CheckpointSource
 
         kind = infer_model_kind(_unet_shapes(CheckpointSource(sd))[1])
     assert kind == "sv4d2" and "sv4d2_8views" in caplog.text

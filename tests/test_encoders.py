@@ -25,7 +25,7 @@ from sv4d_models.encoders import (
     tiny_clip_state_dict,
     tiny_vae_state_dict,
 )
-from sv4d_models.encoders import _state
+from sv4d_models.state_source import CheckpointSource
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 SV4D_VAE_PREFIXES = [f"conditioner.embedders.{i}.encoder." for i in (1, 4, 5)]
@@ -233,8 +233,8 @@ def test_safetensors_round_trip_reads_only_needed_keys(tiny_sd, clip, vae_enc, v
     path = tmp_path / "tiny_sv4d.safetensors"
     save_file(tiny_sd, str(path))
     read: list[str] = []
-    original = _state._SafetensorsSource.tensor
-    monkeypatch.setattr(_state._SafetensorsSource, "tensor", lambda self, k: read.append(k) or original(self, k))
+    original = CheckpointSource.tensor
+    monkeypatch.setattr(CheckpointSource, "tensor", lambda self, k: read.append(k) or original(self, k))
     clip_f = load_clip_image_encoder(path)
     assert read and all(k.startswith(CLIP_PREFIX + "visual.") for k in read)
     read.clear()

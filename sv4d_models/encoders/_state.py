@@ -7,80 +7,24 @@ module needs, so the whole file is never materialised. Modules are built on the 
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Union
 
 import torch
 from torch import nn
 
-StateDictSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
+from ..state_source import CheckpointSource, StateDictSource
 
 __all__ = ["StateDictSource", "ShapeReader", "describe_checkpoint", "load_prefixed", "open_state"]
 
 _MAX_LISTED = 8
 
 
-class _DictSource:
-    def __init__(self, sd: Mapping[str, torch.Tensor]) -> None:
-        self._sd = sd
-
-    def keys(self) -> list[str]:
-        return list(self._sd.keys())
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self._sd[key].shape)
-
-    def tensor(self, key: str) -> torch.Tensor:
-        return self._sd[key]
-
-
-class _SafetensorsSource:
-    def __init__(self, handle) -> None:
-        self._f = handle
-        self._keys = list(handle.keys())
-
-    def keys(self) -> list[str]:
-        return self._keys
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self._f.get_slice(key).get_shape())
-
-    def tensor(self, key: str) -> torch.Tensor:
-        return self._f.get_tensor(key)
-
-
 @contextmanager
-def open_state(source: StateDictSource) -> Iterator[_DictSource | _SafetensorsSource]:
+def open_state(source: StateDictSource) -> Iterator[CheckpointSource]:
     """Yield a reader with ``keys()``, ``shape(key)`` and ``tensor(key)`` over a dict or a .safetensors path."""
-    if isinstance(source, Mapping):
-        yield _DictSource(source)
-        return
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(
-            f"expected a state dict (Mapping[str, Tensor]) or a path to a .safetensors file, got {type(source)}"
-        )
-    path = Path(source)
-    if not path.is_file():
-        raise ValueError(f"checkpoint file {str(path)!r} does not exist; pass the path of a .safetensors file")
-    if path.suffix.lower() != ".safetensors":
-        raise ValueError(
-            f"{str(path)!r} is not a .safetensors file; only .safetensors checkpoints are read "
-            "(convert .ckpt/.pt files with safetensors.torch.save_file first)"
-        )
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        handle = safe_open(str(path), framework="pt", device="cpu")
-    except SafetensorError as err:
-        raise ValueError(
-            f"{str(path)!r} is not a readable .safetensors file (truncated or corrupt download?): {err}. "
-            "Re-download the checkpoint."
-        ) from err
-    with handle:
-        yield _SafetensorsSource(handle)
+    with CheckpointSource(source) as src:
+        yield src
 
 
 def describe_checkpoint(keys: list[str]) -> str:
@@ -149,11 +93,6 @@ class ShapeReader:
         return sorted(found)
 
 
-def _convert(t: torch.Tensor, device: torch.device | str | None, dtype: torch.dtype | None) -> torch.Tensor:
-    target_dtype = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
-    return t.to(device=device if device is not None else t.device, dtype=target_dtype)
-
-
 def _compare(
     expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], prefix: str, ignore: Callable[[str], bool]
 ) -> tuple[list[str], list[str], list[str]]:
@@ -213,6 +152,6 @@ def load_prefixed(
         problems = _compare(expected, shapes.shapes, prefix, ignore)
         if any(problems):
             raise mismatch(*problems)
-        sd = {r: _convert(src.tensor(rel[r]), device, dtype) for r in expected}
+        sd = {r: src.get(rel[r], device, dtype) for r in expected}
     module.load_state_dict(sd, strict=True, assign=True)
     return module.eval().requires_grad_(False)

@@ -4,7 +4,7 @@ Public names are imported lazily so that ``import sv4d_models`` stays cheap (no 
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {  # public name -> module that defines it
     "build_unet": ".unet",
@@ -55,10 +55,4 @@ _EXPORTS: dict[str, str] = {  # public name -> module that defines it
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(_EXPORTS[name], __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'sv4d_models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

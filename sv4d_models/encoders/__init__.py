@@ -4,7 +4,7 @@ Names are imported lazily (open_clip is only imported when a CLIP model is built
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     # resizing.py
@@ -43,10 +43,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(_EXPORTS[name], __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'sv4d_models.encoders' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

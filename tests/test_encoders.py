@@ -26,17 +26,14 @@ from sv4d_models.encoders import (
     tiny_vae_state_dict,
 )
 from sv4d_models.state_source import CheckpointSource
+from conftest import REFERENCE, require_shared
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 SV4D_VAE_PREFIXES = [f"conditioner.embedders.{i}.encoder." for i in (1, 4, 5)]
 DEC_PREFIX = "first_stage_model.decoder."
 
 
 def _ref(name: str) -> dict:
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"{path} is not present (../shared/ must sit beside the checkout)")
-    return json.loads(path.read_text())
+    return json.loads(require_shared(REFERENCE / name).read_text())
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,12 @@ import torch
 from sv4d_models import camera
 from sv4d_models.sampling import conditioning as cond
 
-PARITY = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "parity"
+from conftest import PARITY, require_shared
 
 
 def _load(path: Path) -> dict:
-    if not path.exists():
-        pytest.skip(f"{path} is not present (../shared/ must sit beside the checkout)")
     from safetensors.torch import load_file
-    return load_file(str(path))
+    return load_file(str(require_shared(path)))
 
 
 @pytest.fixture(scope="module")

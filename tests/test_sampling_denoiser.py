@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,8 @@ from sv4d_models.sampling import (CFGDenoiser, Denoiser, LinearPredictionGuider,
                                   sample_euler_edm, stack_cfg_cond)
 from sv4d_models.sampling.denoiser import VScalingWithEDMcNoise
 
-PARITY = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "parity"
+from conftest import PARITY, require_shared
+
 FIXTURES = {  # name -> (guider, image_only_indicator value, has reference views)
     "fixture_a": (lambda: SpatiotemporalPredictionGuider(2.0, 6, num_views=2, min_scale=1.0), 1.0, True),
     "fixture_c": (lambda: LinearPredictionGuider(2.0, 12), 1.0, True),
@@ -21,9 +21,7 @@ FIXTURES = {  # name -> (guider, image_only_indicator value, has reference views
 
 
 def _load(name: str):
-    path = PARITY / name
-    if not path.exists():
-        pytest.skip(f"{path} is not present (../shared/ must sit beside the checkout)")
+    path = require_shared(PARITY / name)
     from safetensors.torch import load_file
     return load_file(str(path / "inputs.safetensors")), load_file(str(path / "expected_output.safetensors"))
 
@@ -101,10 +99,7 @@ def test_scalings_values():
 
 @pytest.fixture(scope="module")
 def tables():
-    path = PARITY / "sampler_tables.json"
-    if not path.exists():
-        pytest.skip(f"{path} is not present")
-    return json.loads(path.read_text())
+    return json.loads(require_shared(PARITY / "sampler_tables.json").read_text())
 
 
 @pytest.mark.parametrize("steps", [20, 50])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,17 +11,15 @@ from sv4d_models import camera
 from sv4d_models.sampling import Plan, default_guider, get_sigmas_edm, plan
 from sv4d_models.sampling.plan import fit_rows, official_supported
 
-PARITY = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "parity"
+from conftest import PARITY, require_shared
+
 KINDS = ("sv4d", "sv4d2", "sv4d2_8views")
 PASS_EVENTS = ("run_img2vid", "dense window")
 
 
 @pytest.fixture(scope="module")
 def trace():
-    path = PARITY / "schedule_trace_21frames.json"
-    if not path.exists():
-        pytest.skip(f"{path} is not present (../shared/ must sit beside the checkout)")
-    return json.loads(path.read_text())
+    return json.loads(require_shared(PARITY / "schedule_trace_21frames.json").read_text())
 
 
 def _writers_before(p: Plan, index: int) -> dict:

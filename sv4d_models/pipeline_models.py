@@ -81,29 +81,24 @@ class Runner:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    @torch.no_grad()
+    def _chunked(self, fn, x: torch.Tensor, chunk: int, to_cpu: bool) -> torch.Tensor:
+        """``fn`` over ``chunk``-sized parts of ``x``, each moved to the device, under autocast; float32 out."""
+        out = []
+        with torch.no_grad():
+            for part in x.split(chunk):
+                with self.autocast():
+                    y = fn(part.to(self.device)).float()
+                out.append(y.cpu() if to_cpu else y)
+        return torch.cat(out)
+
     def encode(self, vae: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, 3, S, S]`` in [-1, 1] -> latent means ``[B, 4, S/8, S/8]`` float32 on ``device``."""
-        out = []
-        for part in images.split(self.encoding_t):
-            with self.autocast():
-                out.append(vae.encode(part.to(self.device)).float())
-        return torch.cat(out)
+        return self._chunked(vae.encode, images, self.encoding_t, to_cpu=False)
 
-    @torch.no_grad()
     def clip(self, clip: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, 3, S, S]`` -> embeddings ``[B, D]`` float32 on the CPU."""
-        out = []
-        for part in images.split(self.encoding_t):
-            with self.autocast():
-                out.append(clip(part.to(self.device)).float().cpu())
-        return torch.cat(out)
+        return self._chunked(clip, images, self.encoding_t, to_cpu=True)
 
-    @torch.no_grad()
     def decode(self, decoder: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
         """Latents ``[B, 4, h, w]`` -> images ``[B, 3, 8h, 8w]`` float32 on the CPU (not clamped)."""
-        out = []
-        for part in latents.split(self.decoding_t):
-            with self.autocast():
-                out.append(decoder.decode(part.to(self.device)).float().cpu())
-        return torch.cat(out)
+        return self._chunked(decoder.decode, latents, self.decoding_t, to_cpu=True)

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import torch
 
 from .config import MODEL_KINDS, OFFICIAL_NETWORK_CONFIGS, UNetConfig
-from .state_source import CheckpointSource
+from .state_source import CHECKPOINT_FILES, CheckpointSource, describe_checkpoint
 from .unet import SV4DUNet, build_unet
 
 log = logging.getLogger("sv4d")
@@ -22,10 +22,6 @@ log = logging.getLogger("sv4d")
 UNET_PREFIX = "model.diffusion_model."
 META_KIND = "sv4d_model_kind"  # safetensors metadata written by tiny_checkpoint / our exporters
 META_NETWORK = "sv4d_network_config"
-CHECKPOINT_FILES = {
-    "sv4d": "sv4d.safetensors", "sv4d2": "sv4d2.safetensors", "sv4d2_8views": "sv4d2_8views.safetensors",
-    "sv3d_u": "sv3d_u.safetensors", "sv3d_p": "sv3d_p.safetensors",
-}
 
 
 def _unet_shapes(src: CheckpointSource) -> tuple[str, dict[str, tuple[int, ...]]]:
@@ -36,24 +32,6 @@ def _unet_shapes(src: CheckpointSource) -> tuple[str, dict[str, tuple[int, ...]]
     if "input_blocks.0.0.weight" in src.shapes:
         return "", dict(src.shapes)
     return UNET_PREFIX, {}
-
-
-def describe_foreign(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str]) -> str:
-    """A short guess of what a non-SV4D/SV3D checkpoint is."""
-    keys = list(all_keys)
-    if any(k.startswith("cond_stage_model.") for k in keys):
-        return "a Stable Diffusion 1.x/2.x text-to-image checkpoint (it has cond_stage_model text-encoder keys)"
-    if any(k.startswith("conditioner.embedders.0.transformer") or ".text_model." in k for k in keys):
-        return "an SDXL-style text-to-image checkpoint (CLIP text encoders in the conditioner)"
-    if "label_emb.0.0.weight" in shapes and any(".time_stack." in k for k in shapes):
-        adm = shapes["label_emb.0.0.weight"][1]
-        if adm == 768:
-            return "a Stable Video Diffusion (SVD img2vid) checkpoint (adm_in_channels 768)"
-    if shapes and not any(".time_stack." in k or ".time_mix_blocks." in k for k in shapes):
-        return "an image (non-video) diffusion UNet without temporal layers"
-    if not shapes:
-        return "not a diffusion checkpoint (no model.diffusion_model.* keys)"
-    return "an unrecognised video UNet"
 
 
 def infer_model_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str] = (), hint: str | None = None) -> str:
@@ -74,7 +52,7 @@ def infer_model_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str]
         kind = "sv3d_u" if shapes["label_emb.0.0.weight"][1] == 256 else "sv3d_p"
     else:
         raise ValueError(f"this file does not look like an SV4D / SV4D 2.0 / SV3D checkpoint: it looks like "
-                         f"{describe_foreign(shapes, all_keys)}. Supported files: {', '.join(CHECKPOINT_FILES.values())}")
+                         f"{describe_checkpoint(all_keys, shapes)}. Supported files: {', '.join(CHECKPOINT_FILES.values())}")
     if hint is not None and hint != kind:
         raise ValueError(f"model_kind={hint!r} was requested but the weights are a {kind!r} checkpoint")
     return kind

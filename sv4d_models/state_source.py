@@ -13,8 +13,10 @@ from typing import Union
 import torch
 
 StateDictSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
-CHECKPOINT_FILES = ("sv4d.safetensors", "sv4d2.safetensors", "sv4d2_8views.safetensors", "sv3d_u.safetensors",
-                    "sv3d_p.safetensors")
+CHECKPOINT_FILES = {  # model kind -> official file name
+    "sv4d": "sv4d.safetensors", "sv4d2": "sv4d2.safetensors", "sv4d2_8views": "sv4d2_8views.safetensors",
+    "sv3d_u": "sv3d_u.safetensors", "sv3d_p": "sv3d_p.safetensors",
+}
 CHECKPOINT_FOLDER_HINT = "ComfyUI/models/checkpoints/ (or models/sv4d/)"
 
 
@@ -42,7 +44,7 @@ class CheckpointSource:
         if not self.path.is_file():
             raise CheckpointNotFoundError(
                 f"checkpoint file {str(self.path)!r} does not exist; download the official file (e.g. "
-                f"{', '.join(CHECKPOINT_FILES)}) from Stability AI's Hugging Face pages and put it in "
+                f"{', '.join(CHECKPOINT_FILES.values())}) from Stability AI's Hugging Face pages and put it in "
                 f"{CHECKPOINT_FOLDER_HINT}, or pass its full path")
         if self.path.suffix.lower() not in (".safetensors", ".sft"):
             raise ValueError(f"{str(self.path)!r} is not a .safetensors file; only .safetensors checkpoints are read "
@@ -92,3 +94,40 @@ class CheckpointSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def describe_checkpoint(keys, unet_shapes: dict[str, tuple[int, ...]] | None = None) -> str:
+    """Best guess (one phrase) of which model a checkpoint is, for error messages.
+
+    ``keys``: every key of the file; ``unet_shapes``: its UNet keys (prefix stripped) with shapes, when known.
+    """
+    ks, shapes = set(keys), unet_shapes or {}
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in ks)
+
+    temporal = any(".time_stack." in k or ".time_mix_blocks." in k for k in shapes)
+    if has("cond_stage_model."):
+        return "a Stable Diffusion 1.x/2.x text-to-image checkpoint (it has cond_stage_model text-encoder keys)"
+    if any(k.startswith("conditioner.embedders.0.transformer") or ".text_model." in k for k in ks):
+        return "an SDXL-style text-to-image checkpoint (CLIP text encoders in the conditioner)"
+    if has("conditioner.embedders.3.encoder.") or (temporal and shapes.get("label_emb.0.0.weight", (0, 0))[1] == 768):
+        return "a Stable Video Diffusion (SVD img2vid) checkpoint"
+    if has("conditioner.embedders.5.encoder."):
+        return "an SV4D / SV4D 2.0 checkpoint" if has("model.diffusion_model.") else "an SV4D / SV4D 2.0 conditioner"
+    if has("conditioner.embedders.1.encoder.") and has("model.diffusion_model."):
+        return "an SV3D checkpoint"
+    if has("conditioner.embedders.") and has("model.diffusion_model."):
+        return "an sgm (SDXL-style) checkpoint without the SV3D/SV4D conditioner"
+    if shapes and not temporal:
+        return "an image (non-video) diffusion UNet without temporal layers"
+    if has("model.diffusion_model.") or shapes:
+        return "a diffusion-model checkpoint without conditioner weights"
+    if "encoder.conv_in.weight" in ks and "decoder.conv_in.weight" in ks:
+        return "a standalone AutoencoderKL (VAE) checkpoint"
+    if "conv_in.weight" in ks and "conv_out.weight" in ks:
+        return "a standalone VAE encoder or decoder"
+    if "visual.conv1.weight" in ks or "conv1.weight" in ks:
+        return "a standalone OpenCLIP checkpoint"
+    sample = ", ".join(sorted(ks)[:3])
+    return f"an unrecognised checkpoint ({len(ks)} tensors, e.g. {sample})"

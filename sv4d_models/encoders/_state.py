@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..state_source import CheckpointSource, StateDictSource
+from ..state_source import CheckpointSource, StateDictSource, describe_checkpoint
 
 __all__ = ["StateDictSource", "ShapeReader", "describe_checkpoint", "load_prefixed", "open_state"]
 
@@ -25,37 +25,6 @@ def open_state(source: StateDictSource) -> Iterator[CheckpointSource]:
     """Yield a reader with ``keys()``, ``shape(key)`` and ``tensor(key)`` over a dict or a .safetensors path."""
     with CheckpointSource(source) as src:
         yield src
-
-
-def describe_checkpoint(keys: list[str]) -> str:
-    """Best guess (one phrase) of which model a list of state-dict keys belongs to, for error messages."""
-    ks = set(keys)
-
-    def has(prefix: str) -> bool:
-        return any(k.startswith(prefix) for k in ks)
-
-    if has("conditioner.embedders.5.encoder.") and has("model.diffusion_model."):
-        return "an SV4D / SV4D 2.0 checkpoint"
-    if has("conditioner.embedders.5.encoder."):
-        return "an SV4D / SV4D 2.0 conditioner"
-    if has("conditioner.embedders.3.encoder."):
-        return "an SVD (Stable Video Diffusion, image-to-video) checkpoint"
-    if has("conditioner.embedders.1.encoder.") and has("model.diffusion_model."):
-        return "an SV3D checkpoint"
-    if has("cond_stage_model.") and has("first_stage_model."):
-        return "a Stable Diffusion 1.x/2.x checkpoint (no SV3D/SV4D conditioner)"
-    if has("conditioner.embedders.") and has("model.diffusion_model."):
-        return "an sgm (SDXL-style) checkpoint without the SV3D/SV4D conditioner"
-    if has("model.diffusion_model."):
-        return "a diffusion-model checkpoint without conditioner weights"
-    if "encoder.conv_in.weight" in ks and "decoder.conv_in.weight" in ks:
-        return "a standalone AutoencoderKL (VAE) checkpoint"
-    if "conv_in.weight" in ks and "conv_out.weight" in ks:
-        return "a standalone VAE encoder or decoder"
-    if "visual.conv1.weight" in ks or "conv1.weight" in ks:
-        return "a standalone OpenCLIP checkpoint"
-    sample = ", ".join(sorted(ks)[:3])
-    return f"an unrecognised checkpoint ({len(ks)} tensors, e.g. {sample})"
 
 
 def _suggest_prefix(keys: list[str], anchor: str) -> str:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import AlphaBlender, FeedForward, _Sequential, mlp_embed, timestep_embedding
+from .layers import AlphaBlender, FeedForward, IndexedSequential, mlp_embed, timestep_embedding
 
 ATTENTION_BACKENDS = ("sdpa", "naive")
 
@@ -28,7 +28,7 @@ class Attention(nn.Module):
         self.to_q = ops.Linear(query_dim, inner, bias=False)
         self.to_k = ops.Linear(context_dim, inner, bias=False)
         self.to_v = ops.Linear(context_dim, inner, bias=False)
-        self.to_out = _Sequential({0: ops.Linear(inner, query_dim), 1: nn.Dropout(0.0)})
+        self.to_out = IndexedSequential({0: ops.Linear(inner, query_dim), 1: nn.Dropout(0.0)})
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context

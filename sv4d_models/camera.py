@@ -19,12 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .kinds import FOUR_D_KINDS, SV3D_N_VIEWS, SV4D_ORBIT_VIEWS, get_kind
+
 FOV_DEG = 33.9  # vertical field of view of SV3D / SV4D renders
 CAMERA_DISTANCE = 2.0  # orbit radius used by the SV3D authors' reconstruction code
-SV3D_N_VIEWS = 21
-SV4D_SUBSAMPLED_VIEWS = (0, 2, 5, 7, 9, 12, 14, 16, 19)  # SV3D orbit indices (input view = 0) used by SV4D
-SV4D2_AZIMUTHS_DEG = (0.0, 60.0, 120.0, 180.0, 240.0)  # input view first, 4-view model
-SV4D2_8VIEWS_AZIMUTHS_DEG = (0.0, 30.0, 75.0, 120.0, 165.0, 210.0, 255.0, 300.0, 330.0)
 
 
 def sv3d_orbit_azimuths_deg(n_views: int = SV3D_N_VIEWS) -> np.ndarray:
@@ -34,17 +32,7 @@ def sv3d_orbit_azimuths_deg(n_views: int = SV3D_N_VIEWS) -> np.ndarray:
 
 def default_matrix_azimuths_deg(model_kind: str) -> np.ndarray:
     """Azimuth (deg, relative to the input view) of each column of the final V+1 image matrix."""
-    if model_kind == "sv4d":
-        return np.array([360.0 * k / SV3D_N_VIEWS for k in SV4D_SUBSAMPLED_VIEWS])
-    if model_kind == "sv4d2":
-        return np.array(SV4D2_AZIMUTHS_DEG)
-    if model_kind == "sv4d2_8views":
-        return np.array(SV4D2_8VIEWS_AZIMUTHS_DEG)
-    if model_kind in ("sv3d_u", "sv3d_p"):
-        return np.array([360.0 * k / SV3D_N_VIEWS for k in range(SV3D_N_VIEWS)])
-    raise ValueError(
-        f"model_kind={model_kind!r} is not supported; use one of sv4d, sv4d2, sv4d2_8views, sv3d_u, sv3d_p"
-    )
+    return np.array(get_kind(model_kind).azimuths_deg)
 
 
 def orbit_position(azimuth_deg, elevation_deg, radius: float = CAMERA_DISTANCE) -> torch.Tensor:
@@ -75,6 +63,20 @@ def look_at_c2w(position: torch.Tensor, target: torch.Tensor | None = None) -> t
 def focal_from_fov(fov_deg: float, size: int) -> float:
     """Focal length in pixels for a vertical field of view over ``size`` pixels."""
     return 0.5 * size / math.tan(math.radians(fov_deg) / 2.0)
+
+
+def pixel_rays(c2w: torch.Tensor, fov_deg: float, height: int, width: int, rows: torch.Tensor, cols: torch.Tensor,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays through the pixel centres ``rows [B, h]`` x ``cols [B, w]`` of cameras ``c2w [B, 4, 4]`` (convention
+    of the module docstring; computed in float64). Returns origins and unit directions ``[B, h, w, 3]``."""
+    f = focal_from_fov(fov_deg, height)
+    v = rows.to(torch.float64)[:, :, None].expand(-1, -1, cols.shape[1])
+    u = cols.to(torch.float64)[:, None, :].expand(-1, rows.shape[1], -1)
+    d_cam = torch.stack([(u + 0.5 - width / 2) / f, -(v + 0.5 - height / 2) / f, -torch.ones_like(u)], -1)
+    c2w = c2w.to(torch.float64)
+    dirs = torch.nn.functional.normalize(torch.einsum("bij,bhwj->bhwi", c2w[:, :3, :3], d_cam), dim=-1)
+    origins = c2w[:, None, None, :3, 3].expand_as(dirs)
+    return origins.to(dtype), dirs.to(dtype)
 
 
 @dataclass(frozen=True)
@@ -118,14 +120,9 @@ class Cameras:
     def rays(self, height: int, width: int | None = None, dtype: torch.dtype = torch.float32):
         """Ray origins and unit directions ``[N, H, W, 3]`` for every pixel centre."""
         width = height if width is None else width
-        f = self.focal(height)
-        v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
-        dirs_cam = torch.stack([(u + 0.5 - width / 2) / f, -(v + 0.5 - height / 2) / f, -torch.ones_like(u)], dim=-1)
-        rot = self.c2w[:, :3, :3]  # [N, 3, 3]
-        dirs = torch.einsum("nij,hwj->nhwi", rot, dirs_cam)
-        dirs = torch.nn.functional.normalize(dirs, dim=-1)
-        origins = self.c2w[:, None, None, :3, 3].expand_as(dirs)
-        return origins.to(dtype), dirs.to(dtype)
+        n = len(self)
+        return pixel_rays(self.c2w, self.fov_deg, height, width, torch.arange(height).expand(n, height),
+                          torch.arange(width).expand(n, width), dtype)
 
     def to_transforms_json(self, width: int, height: int | None = None, file_paths=None, times=None) -> dict:
         """nerfstudio / instant-ngp ``transforms.json`` dict (OpenGL c2w, pixel intrinsics, optional times)."""
@@ -155,16 +152,13 @@ class Cameras:
 # The official scripts compute these in float64 numpy; the arithmetic below follows their order of
 # operations so that the float32 cast inside the embedding gives identical values.
 
-SV4D_MODEL_KINDS = ("sv4d", "sv4d2", "sv4d2_8views")
-
-
 def _as_list(values, n: int, name: str, what: str) -> list[float]:
     """Scalar -> n copies; sequence -> list of floats, checked to have length n."""
     if isinstance(values, (int, float, np.floating, np.integer)):
         return [float(values)] * n
     out = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
     if len(out) != n:
-        raise ValueError(f"{name} has {len(out)} values; give 1 value or a list of {n} ({what})")
+        raise ValueError(f"{name} has {len(out)} values; give 1 value or {n} values ({what})")
     return out
 
 
@@ -193,7 +187,7 @@ def sv4d_conditioning_angles(elevations_deg=10.0, azimuths_deg=None, official: b
     ``elevations_deg`` / ``azimuths_deg`` are the official CLI arguments (scalar or 21 values in raw SV3D
     orbit order). SV4D uses the absolute polar ``90 - elev`` and azimuths relative to the input view.
     ``official=True`` reproduces the script literally: both angles are read at raw orbit index
-    ``SV4D_SUBSAMPLED_VIEWS[j]`` although the reference image of view j is raw frame ``sub[j] - 1``; the
+    ``SV4D_ORBIT_VIEWS[j]`` although the reference image of view j is raw frame ``sub[j] - 1``; the
     azimuth subtraction compensates for a uniform orbit, the polar does not (off by one orbit step for
     per-view elevation lists with sv3d_p). ``official=False`` reads both at the image's own index.
 
@@ -201,7 +195,7 @@ def sv4d_conditioning_angles(elevations_deg=10.0, azimuths_deg=None, official: b
         ``(polars_rad [8], azimuths_rad [8])`` float64 numpy.
     """
     polars_rad, azimuths_rad = sv3d_conditioning_angles(elevations_deg, azimuths_deg)
-    sub = np.array(SV4D_SUBSAMPLED_VIEWS[1:])
+    sub = np.array(SV4D_ORBIT_VIEWS[1:])
     if official:
         polars = polars_rad[sub]
         azims = (azimuths_rad[sub] - azimuths_rad[0]) % (math.pi * 2)
@@ -216,15 +210,12 @@ def sv4d2_conditioning_angles(model_kind: str = "sv4d2", elevations_deg=0.0, azi
 
     Args:
         elevations_deg: scalar or V+1 elevations (deg), index 0 = input view.
-        azimuths_deg: V+1 azimuths (deg), index 0 = input view; default ``SV4D2_AZIMUTHS_DEG`` /
-            ``SV4D2_8VIEWS_AZIMUTHS_DEG``.
+        azimuths_deg: V+1 azimuths (deg), index 0 = input view; default ``KINDS[model_kind].azimuths_deg``.
     Returns:
         ``(polars_rad [V], azimuths_rad [V])`` float64: polar ``(p_v - p_0 + pi/2) mod 2pi``,
         azimuth ``(a_v - a_0) mod 2pi`` (computed as the script does).
     """
-    if model_kind not in ("sv4d2", "sv4d2_8views"):
-        raise ValueError(f"model_kind={model_kind!r}: SV4D 2.0 angles exist for 'sv4d2' and 'sv4d2_8views'")
-    default = SV4D2_AZIMUTHS_DEG if model_kind == "sv4d2" else SV4D2_8VIEWS_AZIMUTHS_DEG
+    default = get_kind(model_kind, ("sv4d2", "sv4d2_8views")).azimuths_deg
     n_views = len(default)
     elevs = _as_list(elevations_deg, n_views, "elevations_deg", "input view first")
     azims = _as_list(default if azimuths_deg is None else azimuths_deg, n_views, "azimuths_deg", "input view first")
@@ -240,13 +231,11 @@ def conditioning_angles(model_kind: str, elevations_deg=None, azimuths_deg=None,
 
     ``elevations_deg=None`` means the script default (10 deg absolute for sv4d, 0 deg relative for sv4d2*).
     """
-    if model_kind == "sv4d":
-        elev = 10.0 if elevations_deg is None else elevations_deg
+    spec = get_kind(model_kind, FOUR_D_KINDS)
+    elev = spec.default_elevation_deg if elevations_deg is None else elevations_deg
+    if spec.needs_reference_orbit:  # sv4d: the arguments describe the SV3D orbit
         return sv4d_conditioning_angles(elev, azimuths_deg, official=official)
-    if model_kind in ("sv4d2", "sv4d2_8views"):
-        elev = 0.0 if elevations_deg is None else elevations_deg
-        return sv4d2_conditioning_angles(model_kind, elev, azimuths_deg)
-    raise ValueError(f"model_kind={model_kind!r} is not supported; use one of {', '.join(SV4D_MODEL_KINDS)}")
+    return sv4d2_conditioning_angles(model_kind, elev, azimuths_deg)
 
 
 def tile_views(per_view, n_frames: int) -> np.ndarray:
@@ -254,3 +243,30 @@ def tile_views(per_view, n_frames: int) -> np.ndarray:
     if n_frames < 1:
         raise ValueError(f"n_frames={n_frames} must be >= 1")
     return np.asarray(per_view)[None].repeat(n_frames, 0).flatten()
+
+
+def matrix_cameras(model_kind: str, elevations_deg=None, azimuths_deg=None) -> Cameras:
+    """Cameras of the V + 1 image-matrix columns (column 0 = input view, azimuths relative to it).
+
+    sv4d: ``elevations_deg`` / ``azimuths_deg`` are the official SV3D-orbit arguments (1 or 21 values, raw
+    orbit order, input view last); column j is raw orbit frame ``SV4D_ORBIT_VIEWS[j] - 1`` (input = frame 20).
+    sv4d2*: V + 1 values, input view first (elevations relative to the input, default 0).
+    """
+    spec = get_kind(model_kind, FOUR_D_KINDS)
+    elev_in = spec.default_elevation_deg if elevations_deg is None else elevations_deg
+    if spec.needs_reference_orbit:
+        what = "raw SV3D orbit order, input view last"
+        elev = _as_list(elev_in, SV3D_N_VIEWS, "elevations_deg", what)
+        az = _as_list(sv3d_orbit_azimuths_deg() if azimuths_deg is None else azimuths_deg, SV3D_N_VIEWS,
+                      "azimuths_deg", what)
+        raw = [(k - 1) % SV3D_N_VIEWS for k in SV4D_ORBIT_VIEWS]
+        return Cameras.orbit([(az[i] - az[-1]) % 360.0 for i in raw], [elev[i] for i in raw])
+    n = len(spec.azimuths_deg)
+    elev = _as_list(elev_in, n, "elevations_deg", "input view first")
+    az = _as_list(spec.azimuths_deg if azimuths_deg is None else azimuths_deg, n, "azimuths_deg", "input view first")
+    return Cameras.orbit([(a - az[0]) % 360.0 for a in az], elev)
+
+
+def frame_times(n_frames: int) -> torch.Tensor:
+    """``t = f / (F - 1)`` per frame (0 for a single frame), float64 ``[F]``."""
+    return torch.arange(n_frames, dtype=torch.float64) / max(n_frames - 1, 1)

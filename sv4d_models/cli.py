@@ -33,19 +33,17 @@ def _progress(prefix: str, every: int = 10):
 def _fit_config(preset: str, steps: int | None):
     import dataclasses
 
-    from .nerf.fit_config import NeRFFitConfig, cpu_preset, test_preset
+    from .nerf.fit_config import PRESETS
 
-    cfg = {"gpu": NeRFFitConfig, "cpu": cpu_preset, "test": test_preset}[preset]()
+    cfg = PRESETS["tiny" if preset == "test" else preset]()
     if steps is not None:
         cfg = dataclasses.replace(cfg, static_steps=steps // 3, dynamic_steps=steps - steps // 3)
     return cfg
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    import torch
-
     from .pipeline import SV4DPipeline
-    from .reconstruct import ExportSettings, reconstruct
+    from .reconstruction import ExportSettings, reconstruct
     from .synthetic import SyntheticScene
     from .tiny_checkpoint import write_tiny_checkpoint
 
@@ -78,7 +76,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 def cmd_run(a: argparse.Namespace) -> int:
     from .pipeline import SV4DPipeline
-    from .reconstruct import reconstruct
+    from .reconstruction import reconstruct
 
     out = Path(a.out)
     pipe = SV4DPipeline.from_checkpoints(a.checkpoint, a.sv3d, device=a.device, model_kind=a.model_kind)
@@ -110,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--frames", type=int, default=9)
     d.add_argument("--size", type=int, default=64, help="image size (multiple of 16 for the tiny UNet)")
     d.add_argument("--steps", type=int, default=2, help="sampler steps per pass")
-    d.add_argument("--preset", choices=("test", "cpu", "gpu"), default="cpu", help="NeRF fit preset")
+    d.add_argument("--preset", choices=("tiny", "test", "cpu", "gpu"), default="cpu",
+                   help="NeRF fit preset (test = tiny)")
     d.add_argument("--fit-steps", type=int, default=None, help="override the preset's total NeRF steps")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")

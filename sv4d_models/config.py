@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from .kinds import get_kind
+
+
 def check_known_keys(cls: type, d: dict[str, Any]) -> None:
     """Reject keys that are not fields of the dataclass ``cls`` (shared by every ``Config.from_dict``)."""
     names = {f.name for f in fields(cls)}
@@ -19,10 +22,25 @@ def check_known_keys(cls: type, d: dict[str, Any]) -> None:
                          + f"; known keys: {sorted(names)}")
 
 
+def config_identity(cfg) -> dict[str, Any]:
+    """The settings that change a long job's results: ``asdict(cfg)`` without the fields named in the class
+    attribute ``IDENTITY_NEUTRAL`` (dotted paths into nested configs; e.g. placement, logging, file paths).
+
+    A work dir or checkpoint records this; a rerun with a different identity is refused instead of resumed.
+    """
+    out = asdict(cfg)
+    for dotted in getattr(type(cfg), "IDENTITY_NEUTRAL", ()):
+        *parents, leaf = dotted.split(".")
+        node = out
+        for key in parents:
+            node = node[key]
+        node.pop(leaf)
+    return out
+
+
 SV4D_TARGET = "sgm.modules.diffusionmodules.video_model.SpatialUNetModelWithTime"
 SV3D_TARGET = "sgm.modules.diffusionmodules.video_model.VideoUNet"
 ARCHITECTURES = {SV4D_TARGET: "spatial_unet_with_time", SV3D_TARGET: "video_unet"}
-MODEL_KINDS = ("sv4d", "sv4d2", "sv4d2_8views", "sv3d_u", "sv3d_p")
 
 
 @dataclass(frozen=True)
@@ -225,9 +243,8 @@ OFFICIAL_NETWORK_CONFIGS: dict[str, dict[str, Any]] = {
 
 def official_config(model_kind: str) -> UNetConfig:
     """Full-size UNet configuration of an official checkpoint kind."""
-    if model_kind not in OFFICIAL_NETWORK_CONFIGS:
-        raise ValueError(f"model_kind={model_kind!r} is not supported; use one of {list(MODEL_KINDS)}")
+    get_kind(model_kind)
     return UNetConfig.from_network_config(OFFICIAL_NETWORK_CONFIGS[model_kind])
 
 
-__all__ = ["UNetConfig", "OFFICIAL_NETWORK_CONFIGS", "official_config", "MODEL_KINDS"]
+__all__ = ["UNetConfig", "OFFICIAL_NETWORK_CONFIGS", "official_config", "check_known_keys", "config_identity"]

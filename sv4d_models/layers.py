@@ -45,7 +45,7 @@ def GroupNorm32(channels: int, ops=nn, eps: float = 1e-5, groups: int = 32) -> n
     return cls(groups, channels, eps=eps)
 
 
-class _Sequential(nn.Sequential):
+class IndexedSequential(nn.Sequential):
     """nn.Sequential whose children are numbered like the official ``nn.Sequential`` (gaps allowed)."""
 
     def __init__(self, layers: dict[int, nn.Module]):
@@ -69,9 +69,9 @@ class ResBlock(nn.Module):
         kernel = tuple(kernel)
         padding = tuple(k // 2 for k in kernel)
         self.dims = dims
-        self.in_layers = _Sequential({0: GroupNorm32(channels, ops), 1: nn.SiLU(), 2: conv(channels, out_channels, kernel, padding=padding)})
-        self.emb_layers = _Sequential({0: nn.SiLU(), 1: ops.Linear(emb_channels, out_channels)})
-        self.out_layers = _Sequential({
+        self.in_layers = IndexedSequential({0: GroupNorm32(channels, ops), 1: nn.SiLU(), 2: conv(channels, out_channels, kernel, padding=padding)})
+        self.emb_layers = IndexedSequential({0: nn.SiLU(), 1: ops.Linear(emb_channels, out_channels)})
+        self.out_layers = IndexedSequential({
             0: GroupNorm32(out_channels, ops), 1: nn.SiLU(), 2: nn.Dropout(0.0),
             3: conv(out_channels, out_channels, kernel, padding=padding),
         })
@@ -179,7 +179,7 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, dim_out: int | None = None, ops=nn):
         super().__init__()
         inner = 4 * dim
-        self.net = _Sequential({0: GEGLU(dim, inner, ops), 1: nn.Dropout(0.0), 2: ops.Linear(inner, dim_out or dim)})
+        self.net = IndexedSequential({0: GEGLU(dim, inner, ops), 1: nn.Dropout(0.0), 2: ops.Linear(inner, dim_out or dim)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -187,4 +187,4 @@ class FeedForward(nn.Module):
 
 def mlp_embed(in_dim: int, hidden: int, out_dim: int, ops=nn) -> nn.Sequential:
     """Linear-SiLU-Linear (keys ``0`` and ``2``)."""
-    return _Sequential({0: ops.Linear(in_dim, hidden), 1: nn.SiLU(), 2: ops.Linear(hidden, out_dim)})
+    return IndexedSequential({0: ops.Linear(in_dim, hidden), 1: nn.SiLU(), 2: ops.Linear(hidden, out_dim)})

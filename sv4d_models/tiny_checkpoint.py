@@ -17,24 +17,26 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import META_KIND, META_NETWORK
-from .config import MODEL_KINDS, OFFICIAL_NETWORK_CONFIGS
+from .checkpoint.source import META_KIND, META_NETWORK, META_TINY_SEED, META_VECTOR_SPLIT
+from .config import OFFICIAL_NETWORK_CONFIGS
+from .files import atomic_path, check_writable
+from .kinds import KINDS, MODEL_KINDS, get_kind
 
-META_VECTOR_SPLIT = "sv4d_vector_split"
 TINY_CONTEXT_DIM = 64  # CLIP embedding width of tiny checkpoints
-TINY_VECTOR_SPLIT = {"sv4d": (32, 48, 48), "sv4d2": (32, 48, 48), "sv4d2_8views": (32, 48, 48),
-                     "sv3d_p": (32, 48, 48), "sv3d_u": (32,)}  # sigma | polar | azimuth embedding widths
-VAE_COPIES = {"sv4d": (1, 4, 5), "sv4d2": (1, 4, 5), "sv4d2_8views": (1, 4, 5), "sv3d_u": (1,), "sv3d_p": (1,)}
+
+
+def tiny_vector_split(model_kind: str) -> tuple[int, ...]:
+    """Widths of the tiny UNet's vector parts: the kind's parts (sigma | polar | azimuth) scaled 256 -> 32, 512 -> 48."""
+    return tuple(32 if d == 256 else 48 for d in KINDS[model_kind].vector_dims)
 
 
 def tiny_network_config(model_kind: str) -> dict:
     """Official-form ``network_config`` of the tiny model of a kind (same structure, tiny widths)."""
-    if model_kind not in OFFICIAL_NETWORK_CONFIGS:
-        raise ValueError(f"--model {model_kind!r} is not supported; use one of {list(MODEL_KINDS)}")
+    get_kind(model_kind, what="--model")
     official = OFFICIAL_NETWORK_CONFIGS[model_kind]
     params = dict(official["params"])
     params.update(model_channels=32, channel_mult=[1, 2], num_res_blocks=1, attention_resolutions=[1],
-                  num_head_channels=16, context_dim=TINY_CONTEXT_DIM, adm_in_channels=sum(TINY_VECTOR_SPLIT[model_kind]),
+                  num_head_channels=16, context_dim=TINY_CONTEXT_DIM, adm_in_channels=sum(tiny_vector_split(model_kind)),
                   spatial_transformer_attn_type="softmax", use_checkpoint=False)
     return {"target": official["target"], "params": params}
 
@@ -55,10 +57,11 @@ def tiny_engine_state_dict(model_kind: str, seed: int = 0) -> tuple[dict[str, to
     g = torch.Generator().manual_seed(seed)
     sd = tiny_unet_state_dict(model_kind, g)
     sd.update(tiny_clip_state_dict(g, prefix="conditioner.embedders.0.open_clip.model.", output_dim=TINY_CONTEXT_DIM))
-    sd.update(tiny_vae_state_dict(g, prefix=[f"conditioner.embedders.{i}.encoder." for i in VAE_COPIES[model_kind]],
+    copies = sorted(KINDS[model_kind].vae_copies.values())
+    sd.update(tiny_vae_state_dict(g, prefix=[f"conditioner.embedders.{i}.encoder." for i in copies],
                                   decoder_prefix="first_stage_model.decoder."))
     meta = {META_KIND: model_kind, META_NETWORK: json.dumps(tiny_network_config(model_kind)),
-            META_VECTOR_SPLIT: json.dumps(list(TINY_VECTOR_SPLIT[model_kind])), "sv4d_tiny_seed": str(seed)}
+            META_VECTOR_SPLIT: json.dumps(list(tiny_vector_split(model_kind))), META_TINY_SEED: str(seed)}
     return {k: v.contiguous() for k, v in sd.items()}, meta
 
 
@@ -67,17 +70,13 @@ def write_tiny_checkpoint(path: str | os.PathLike, model_kind: str, seed: int = 
     from safetensors.torch import save_file
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) or choose another name")
-    sd, meta = tiny_engine_state_dict(model_kind, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        check_writable(path, overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) or choose another name") from None
+    sd, meta = tiny_engine_state_dict(model_kind, seed)
+    with atomic_path(path, overwrite) as tmp:
         save_file(sd, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

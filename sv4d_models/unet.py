@@ -13,7 +13,7 @@ from torch import nn
 
 from .attention import MotionTransformer, VideoTransformer
 from .config import UNetConfig
-from .layers import Downsample, GroupNorm32, TemporalResBlock, Upsample, _Sequential, mlp_embed, timestep_embedding
+from .layers import Downsample, GroupNorm32, TemporalResBlock, Upsample, IndexedSequential, mlp_embed, timestep_embedding
 
 
 class _Block(nn.ModuleList):
@@ -43,7 +43,7 @@ class SV4DUNet(nn.Module):
         mc, ted = cfg.model_channels, cfg.time_embed_dim
         with _on_device(device):
             self.time_embed = mlp_embed(mc, ted, ted, ops)
-            self.label_emb = _Sequential({0: mlp_embed(cfg.adm_in_channels, ted, ted, ops)})
+            self.label_emb = IndexedSequential({0: mlp_embed(cfg.adm_in_channels, ted, ted, ops)})
             self.input_blocks = nn.ModuleList([_Block([ops.Conv2d(cfg.in_channels, mc, 3, padding=1)])])
             chans, ch, ds = [mc], mc, 1
             for level, mult in enumerate(cfg.channel_mult):
@@ -71,7 +71,7 @@ class SV4DUNet(nn.Module):
                         layers.append(Upsample(ch, ops))
                         ds //= 2
                     self.output_blocks.append(_Block(layers))
-            self.out = _Sequential({0: GroupNorm32(ch, ops), 1: nn.SiLU(), 2: ops.Conv2d(mc, cfg.out_channels, 3, padding=1)})
+            self.out = IndexedSequential({0: GroupNorm32(ch, ops), 1: nn.SiLU(), 2: ops.Conv2d(mc, cfg.out_channels, 3, padding=1)})
         if dtype is not None:
             self.to(dtype)
 

@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from sv4d_models import load_clip_image_encoder, load_unet, load_vae_decoder, load_vae_encoder
 from sv4d_models.checkpoint import infer_model_kind, infer_network_config
-from sv4d_models.config import MODEL_KINDS, official_config
+from sv4d_models.config import official_config
+from sv4d_models.kinds import MODEL_KINDS
 from sv4d_models.tiny_checkpoint import main as tiny_main
 from sv4d_models.tiny_checkpoint import tiny_engine_state_dict, write_tiny_checkpoint
 
@@ -63,10 +64,9 @@ def test_tiny_checkpoint_round_trip(tiny_files, kind):
 def test_sv4d2_defaults_to_4_views_and_says_so(tiny_files, caplog):
     sd, _ = tiny_engine_state_dict("sv4d2", seed=0)  # no metadata: kind only from keys
     with caplog.at_level("INFO", logger="sv4d"):
-        from sv4d_models.checkpoint import _unet_shapes
-        from sv4d_models.state_source import CheckpointSource
+        from sv4d_models.checkpoint import CheckpointSource, unet_shapes
 
-        kind = infer_model_kind(_unet_shapes(CheckpointSource(sd))[1])
+        kind = infer_model_kind(unet_shapes(CheckpointSource(sd))[1])
     assert kind == "sv4d2" and "sv4d2_8views" in caplog.text
 
 

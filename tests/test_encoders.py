@@ -25,7 +25,7 @@ from sv4d_models.encoders import (
     tiny_clip_state_dict,
     tiny_vae_state_dict,
 )
-from sv4d_models.state_source import CheckpointSource
+from sv4d_models.checkpoint import CheckpointSource
 from conftest import REFERENCE, require_shared
 
 SV4D_VAE_PREFIXES = [f"conditioner.embedders.{i}.encoder." for i in (1, 4, 5)]
@@ -275,8 +275,8 @@ def test_wrong_shape_is_named(tiny_sd):
     key = DEC_PREFIX + "mid.attn_1.q.weight"
     broken = dict(tiny_sd)
     broken[key] = torch.zeros(96, 32, 1, 1)
-    with pytest.raises(ValueError, match=r"wrong shapes: first_stage_model\.decoder\.mid\.attn_1\.q\.weight is "
-                                         r"\[96, 32, 1, 1\], expected \[96, 96, 1, 1\]"):
+    with pytest.raises(ValueError, match=r"wrong shapes: first_stage_model\.decoder\.mid\.attn_1\.q\.weight: file "
+                                         r"\(96, 32, 1, 1\) vs model \(96, 96, 1, 1\)"):
         load_vae_decoder(broken)
 
 

@@ -197,7 +197,7 @@ def test_morph_sequence_inverts_a_backward_warp(tmp_path):
 
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
-    from sv4d_models.export._io import atomic_path
+    from sv4d_models.files import atomic_path
 
     target = tmp_path / "out.glb"
     with pytest.raises(RuntimeError, match="boom"):

@@ -12,8 +12,8 @@ import torch
 
 from sv4d_models.camera import Cameras
 from sv4d_models.nerf.fit import CHECKPOINT_NAME, fit_dynamic_nerf, load_fit_result, render
-from sv4d_models.nerf.fit_config import NeRFFitConfig
-from sv4d_models.nerf.fit_config import test_preset as tiny_preset
+from sv4d_models.nerf.fit_config import NeRFFitConfig, tiny_preset
+from sv4d_models.stopping import JobInterrupted
 
 _spec = importlib.util.spec_from_file_location("nerf_scene", Path(__file__).with_name("nerf_scene.py"))
 scene = importlib.util.module_from_spec(_spec)
@@ -72,12 +72,12 @@ def test_resume_from_checkpoint_is_bit_exact(tmp_path):
     full = fit_dynamic_nerf(images, masks, cams, times, cfg)
     ckpt_cfg = dataclasses.replace(cfg, checkpoint_dir=str(tmp_path / "run"))
     calls = []
-    part = fit_dynamic_nerf(images, masks, cams, times, ckpt_cfg, callback=calls.append,
-                            should_stop=lambda: len(calls) >= 7)
-    assert part.stopped and part.step == 7 and (tmp_path / "run" / CHECKPOINT_NAME).exists()
-    assert not list((tmp_path / "run").glob("*.tmp"))
+    with pytest.raises(JobInterrupted, match="step 7 of 12 is saved") as stop:
+        fit_dynamic_nerf(images, masks, cams, times, ckpt_cfg, callback=calls.append, should_stop=lambda: len(calls) >= 7)
+    assert stop.value.step == 7 and stop.value.resumable and (tmp_path / "run" / CHECKPOINT_NAME).exists()
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temp files left
     resumed = fit_dynamic_nerf(images, masks, cams, times, ckpt_cfg)
-    assert not resumed.stopped and resumed.step == cfg.total_steps
+    assert resumed.step == cfg.total_steps
     for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
     assert torch.equal(full.occupancy.binary, resumed.occupancy.binary)
@@ -101,12 +101,13 @@ def test_should_stop_and_callback_and_determinism():
     images, masks, cams, times, cfg = _small_problem()
     cfg = dataclasses.replace(cfg, preview_every=5, preview_size=8)
     infos = []
-    res = fit_dynamic_nerf(images, masks, cams, times, cfg, callback=infos.append, should_stop=lambda: len(infos) >= 5)
-    assert res.stopped and res.step == 5 and len(infos) == 5
+    with pytest.raises(JobInterrupted, match="stopped at step 5 of 12; nothing was kept") as stop:
+        fit_dynamic_nerf(images, masks, cams, times, cfg, callback=infos.append, should_stop=lambda: len(infos) >= 5)
+    assert isinstance(stop.value, InterruptedError) and stop.value.step == 5 and len(infos) == 5
     assert infos[0]["stage"] == "static" and set(infos[0]["terms"]) >= {"rgb", "mask"}
     assert infos[4]["preview"].shape == (8, 8, 3)
-    stopped_now = fit_dynamic_nerf(images, masks, cams, times, cfg, should_stop=lambda: True)
-    assert stopped_now.stopped and stopped_now.step == 0
+    with pytest.raises(JobInterrupted, match="step 0 of 12"):
+        fit_dynamic_nerf(images, masks, cams, times, cfg, should_stop=lambda: True)
     a = fit_dynamic_nerf(images, masks, cams, times, cfg)
     b = fit_dynamic_nerf(images, masks, cams, times, cfg)
     assert a.history[-1]["stage"] == "dynamic"

@@ -11,9 +11,9 @@ from sv4d_models.camera import Cameras
 from sv4d_models.nerf import losses as L
 from sv4d_models.nerf.deformation import Deformation, DeformationConfig, cosine_window
 from sv4d_models.nerf.field import DynamicNeRF, FieldConfig
-from sv4d_models.nerf.fit import pixel_rays
+from sv4d_models.camera import pixel_rays
 from sv4d_models.nerf.fit_config import NeRFFitConfig
-from sv4d_models.nerf.fit_config import test_preset as tiny_preset
+from sv4d_models.nerf.fit_config import tiny_preset
 from sv4d_models.nerf.hashgrid import HashGridConfig
 from sv4d_models.nerf.lpips import LPIPS, load_lpips
 from sv4d_models.nerf.renderer import (OccupancyGrid, ray_aabb, render_rays, stratified_samples,

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from sv4d_models.pipeline import PipelineConfig, SV4DPipeline
-from sv4d_models.pipeline_run import dependents, reference_sources
 from sv4d_models.sampling import plan as make_plan
 from sv4d_models.tiny_checkpoint import write_tiny_checkpoint
 
@@ -86,13 +85,13 @@ def test_sv4d_21_frames_end_to_end(sv4d, sv4d_21):
 
 def test_reference_provenance_matches_the_official_table():
     """Spec 6.7: dense k forward ref = row t0 from dense k-1 (SV3D for k=0), backward ref = anchor row t0+4."""
-    src = reference_sources(make_plan("sv4d", 21, num_steps=4))
+    src = make_plan("sv4d", 21, num_steps=4).reference_sources()
     views = range(1, 9)
     assert src[0] == {(0, v): -1 for v in views}  # anchor: SV3D views of frame 0
     assert src[1] == {**{(0, v): -1 for v in views}, **{(4, v): 0 for v in views}}
     for k, t0 in enumerate([4, 8, 12, 16], start=2):
         assert src[k] == {**{(t0, v): k - 1 for v in views}, **{(t0 + 4, v): 0 for v in views}}
-    src2 = reference_sources(make_plan("sv4d2", 21, num_steps=4))
+    src2 = make_plan("sv4d2", 21, num_steps=4).reference_sources()
     assert src2[0] == {} and src2[1] == {(9, v): 0 for v in range(1, 5)}
 
 
@@ -183,7 +182,7 @@ def test_stop_mid_pass_keeps_finished_passes(sv4d, tmp_path):
 def test_reroll_changes_exactly_the_dependent_passes(sv4d, sv4d_21, tmp_path):
     full, work, _ = sv4d_21
     plan = full.plan
-    assert dependents(plan, [4]) == {4, 5} and dependents(plan, [0]) == {0, 1, 2, 3, 4, 5}
+    assert plan.dependents([4]) == {4, 5} and plan.dependents([0]) == {0, 1, 2, 3, 4, 5}
     copy = tmp_path / "copy"
     shutil.copytree(work, copy)
     log = []
@@ -224,7 +223,7 @@ def test_mismatched_work_dir_is_refused(sv4d, sv4d_21, tmp_path):
     shutil.copytree(work, copy)
     with pytest.raises(InterruptedError):
         sv4d.configure(seed=24).run(video(21), work_dir=copy, overwrite=True, should_stop=lambda: True)
-    assert json.loads((copy / "manifest.json").read_text())["config"]["seed"] == 24
+    assert json.loads((copy / "manifest.json").read_text())["config"]["sampling"]["seed"] == 24
     assert not (copy / "pass_000.pt").exists()
 
 
@@ -279,13 +278,17 @@ def test_config():
     with pytest.raises(ValueError, match="unknown PipelineConfig key.*'stepz'"):
         PipelineConfig.from_dict({"stepz": 3})
     with pytest.raises(ValueError, match="mode="):
-        PipelineConfig(mode="fast")
+        PipelineConfig.from_dict({"mode": "fast"})
     cfg = PipelineConfig.from_dict({"elevations_deg": [10] * 21}).resolved("sv4d2")
-    assert cfg.num_steps == 50 and cfg.dtype == "float32" or cfg.device != "cpu"
-    assert isinstance(cfg.elevations_deg, tuple) and cfg.image_frame_ratio == 0.9
+    assert cfg.sampling.num_steps == 50 and cfg.placement.dtype == "float32" or cfg.placement.device != "cpu"
+    assert isinstance(cfg.sampling.elevations_deg, tuple) and cfg.framing.image_frame_ratio == 0.9
     with pytest.raises(ValueError, match="checkpoint is 'sv4d2'"):
-        PipelineConfig(model_kind="sv4d").resolved("sv4d2")
-    assert PipelineConfig.from_dict(PipelineConfig(seed=3).to_dict()) == PipelineConfig(seed=3)
+        PipelineConfig.from_dict({"model_kind": "sv4d"}).resolved("sv4d2")
+    three = PipelineConfig.from_dict({"seed": 3})
+    assert PipelineConfig.from_dict(three.to_dict()) == three == PipelineConfig.from_dict({"sampling": {"seed": 3}})
+    assert three.sampling.seed == 3 and three.replace(image_size=64).framing.image_size == 64
+    with pytest.raises(ValueError, match="unknown SamplingConfig key 'image_size'"):
+        PipelineConfig.from_dict({"sampling": {"image_size": 64}})
 
 
 def test_write_videos(sv4d_21, tmp_path):
@@ -328,3 +331,37 @@ def test_bfloat16_autocast_on_cpu(ckpts):
     images = pipe.run(frames).images
     assert torch.isfinite(images).all() and torch.equal(images[:, 0], ref[:, 0])
     assert 0 < float((images[:, 1:] - ref[:, 1:]).abs().mean()) < 0.15  # rounding, not a different computation
+
+
+def _by_hand(ckpt, sv3d_ckpt, kind, frames, seed=23):
+    """The stage functions called directly, as the ComfyUI nodes and the trainer do."""
+    from sv4d_models.pipeline import (assemble_matrix, load_engine_models, pass_seed, reference_images, sample_pass,
+                                      sample_reference_orbit)
+    from sv4d_models.sampling import REFERENCE
+
+    models = load_engine_models(ckpt, kind)
+    x = frames.permute(0, 3, 1, 2) * 2 - 1  # [F, 3, S, S] in [-1, 1]
+    clip = models.clip_embed(x)
+    the_plan = make_plan(kind, x.shape[0], num_steps=STEPS)
+    outputs = {}
+    if the_plan.given_reference_row:
+        orbit = sample_reference_orbit(load_engine_models(sv3d_ckpt), x[0], seed=pass_seed(seed, REFERENCE),
+                                       num_steps=STEPS)
+        assert orbit.images.shape == (21, 3, SIZE, SIZE) and torch.equal(orbit.images[0], x[0])
+        outputs[REFERENCE] = orbit.row
+    for p in the_plan.passes:
+        out = sample_pass(models, p, x, clip, reference_images(the_plan, p, outputs), seed=pass_seed(seed, p.index),
+                          encode_per_view=the_plan.mode == "official")
+        outputs[p.index] = out.cells
+    return assemble_matrix(the_plan, x, outputs)
+
+
+@pytest.mark.parametrize("kind", ["sv4d", "sv4d2"])
+def test_stage_functions_by_hand_equal_the_pipeline(ckpts, sv4d_21, kind):
+    if kind == "sv4d":
+        expected = sv4d_21[0]
+    else:
+        expected = SV4DPipeline.from_checkpoints(ckpts[kind], config=BASE).run(video(21))
+    matrix = _by_hand(ckpts[kind], ckpts["sv3d_u"], kind, video(21))
+    assert torch.equal(matrix.images, expected.images)
+    assert torch.equal(matrix.times, expected.times) and torch.equal(matrix.cameras.c2w, expected.cameras.c2w)

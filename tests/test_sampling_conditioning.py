@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sv4d_models import camera
+from sv4d_models.kinds import KINDS, SV4D_ORBIT_VIEWS
 from sv4d_models.sampling import conditioning as cond
 
 from conftest import PARITY, require_shared
@@ -33,7 +34,7 @@ def test_timestep_embedding_layout():
 
 @pytest.mark.parametrize("kind", ["sv4d", "sv4d2", "sv4d2_8views"])
 def test_full_size_vectors_from_default_trajectories(full_size, kind):
-    n_t, n_v = cond.SV4D_LAYOUTS[kind]
+    n_t, n_v = KINDS[kind].frames_per_pass, KINDS[kind].views_per_pass
     polars, azims = camera.conditioning_angles(kind)
     p, a = camera.tile_views(polars, n_t), camera.tile_views(azims, n_t)
     assert p.shape == (n_t * n_v,)
@@ -110,7 +111,7 @@ def test_sv4d_polar_off_by_one_quirk():
     elevs = list(np.linspace(0.0, 40.0, 21))  # per-view elevation list (sv3d_p)
     p_off, a_off = camera.sv4d_conditioning_angles(elevs, official=True)
     p_fix, a_fix = camera.sv4d_conditioning_angles(elevs, official=False)
-    sub = np.array(camera.SV4D_SUBSAMPLED_VIEWS[1:])
+    sub = np.array(SV4D_ORBIT_VIEWS[1:])
     # reference image of view j is raw SV3D frame sub[j] - 1; the official polar is read at sub[j]
     np.testing.assert_allclose(p_off, np.deg2rad(90 - np.asarray(elevs)[sub]))
     np.testing.assert_allclose(p_fix, np.deg2rad(90 - np.asarray(elevs)[sub - 1]))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sv4d_models import camera
+from sv4d_models.kinds import SV4D_ORBIT_VIEWS
 from sv4d_models.sampling import Plan, default_guider, get_sigmas_edm, plan
 from sv4d_models.sampling.plan import fit_rows, official_supported
 
@@ -42,7 +43,7 @@ def _check_reference(p: Plan, pass_index: int, reference, views, positions, labe
             assert pass_ids[writers[(reference, v)]] == int(m[1]), label
         else:
             assert p.given_reference_row and reference == 0 and (0, v) not in writers, label
-            k = camera.SV4D_SUBSAMPLED_VIEWS[v] - 1  # the script rolls the SV3D orbit by one
+            k = SV4D_ORBIT_VIEWS[v] - 1  # the script rolls the SV3D orbit by one
             assert label == f"SV3D output frame {k} (before roll)"
 
 

@@ -4,16 +4,16 @@ Names are imported lazily (open_clip is only imported when a CLIP model is built
 """
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from ..lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     # resizing.py
     "resize": ".resizing",
     "gaussian_blur2d": ".resizing",
     "antialias_params": ".resizing",
-    # _state.py
-    "StateDictSource": "._state",
-    "describe_checkpoint": "._state",
+    # checkpoint reading (re-exported for convenience)
+    "StateDictSource": "..checkpoint",
+    "describe_checkpoint": "..checkpoint",
     # clip.py
     "CLIP_MEAN": ".clip",
     "CLIP_STD": ".clip",

@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from ..config import check_known_keys
 from torch import nn
 
-from ._state import ShapeReader, StateDictSource, load_prefixed
+from ..checkpoint.source import StateDictSource
+from ..checkpoint.strict import ShapeReader, load_submodule
+from ..config import check_known_keys
 from .resizing import resize
 
 __all__ = [
@@ -68,7 +68,7 @@ class ClipVisionConfig:
         return cls(**d)
 
 
-def _open_clip_transformer():
+def open_clip_transformer():
     """Import ``open_clip.transformer`` (lazily; call it outside any ``torch.device("meta")`` block so that
     module-level tensors of open_clip / timm are not created on the meta device)."""
     try:
@@ -80,7 +80,7 @@ def _open_clip_transformer():
 
 def build_clip_visual(cfg: ClipVisionConfig) -> nn.Module:
     """open_clip ``VisionTransformer`` configured like ``create_model("ViT-H-14")`` at fp32 (GELU, LayerNorm)."""
-    oct = _open_clip_transformer()
+    oct = open_clip_transformer()
     VisionTransformer, LayerNorm = oct.VisionTransformer, oct.LayerNorm
 
     if cfg.width % cfg.heads:
@@ -169,8 +169,8 @@ def load_clip_image_encoder(
     Text-tower leftovers under ``prefix`` are ignored; any other key under ``prefix`` is an error. ``dtype`` None
     keeps the stored dtype. Raises ValueError naming missing / unexpected / wrong-shape keys.
     """
-    _open_clip_transformer()  # import before the meta-device build
-    return load_prefixed(
+    open_clip_transformer()  # import before the meta-device build
+    return load_submodule(
         source,
         prefix,
         lambda shapes: ClipImageEncoder(infer_clip_config(shapes, heads)),

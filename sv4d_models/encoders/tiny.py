@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .clip import CLIP_HEAD_WIDTH, CLIP_PREFIX, ClipImageEncoder, ClipVisionConfig, _open_clip_transformer
+from .clip import CLIP_HEAD_WIDTH, CLIP_PREFIX, ClipImageEncoder, ClipVisionConfig, open_clip_transformer
 from .vae import AutoencoderKL, VAEConfig, VAEDecoder
 
 __all__ = ["tiny_clip_state_dict", "tiny_vae_state_dict", "TINY_VAE_CONFIG", "random_weight"]
@@ -67,7 +67,7 @@ def tiny_clip_state_dict(
         raise ValueError(f"tiny CLIP width must be a multiple of {CLIP_HEAD_WIDTH} (heads = width / 80), got {width}")
     cfg = ClipVisionConfig(image_size=image_size, patch_size=patch_size, width=width, layers=layers,
                            heads=width // CLIP_HEAD_WIDTH, output_dim=output_dim)
-    _open_clip_transformer()  # import before the meta-device build
+    open_clip_transformer()  # import before the meta-device build
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in ClipImageEncoder(cfg).state_dict().items()}
     text_width = output_dim

@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from ..config import check_known_keys
 import torch.nn.functional as F
 from torch import nn
 
-from ._state import ShapeReader, StateDictSource, load_prefixed
+from ..checkpoint.source import StateDictSource
+from ..checkpoint.strict import ShapeReader, load_submodule
+from ..config import check_known_keys
 
 __all__ = [
     "LATENT_SCALE",
@@ -330,7 +330,7 @@ def load_vae_encoder(
     The copy's ``decoder.*`` / ``post_quant_conv.*`` keys under ``prefix`` are recognised and not read. Works for a
     state dict or a .safetensors path (only the needed tensors are read). ``dtype`` None keeps the stored dtype.
     """
-    return load_prefixed(
+    return load_submodule(
         source,
         prefix,
         lambda shapes: VAEEncoder(infer_encoder_config(shapes)),
@@ -352,7 +352,7 @@ def load_vae_decoder(
 
     ``decode(z)`` computes ``Decoder(z / 0.18215)`` like the official ``first_stage_model`` (no post_quant_conv).
     """
-    return load_prefixed(
+    return load_submodule(
         source,
         prefix,
         lambda shapes: VAEDecoder(infer_decoder_config(shapes)),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..camera import Cameras
-from ._io import atomic_write_bytes, atomic_write_text, prepare_folder
+from ..files import atomic_write_bytes, atomic_write_text, prepare_folder
 
 
 def _png_bytes(rgb: torch.Tensor, mask: torch.Tensor | None) -> bytes:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_bytes
+from ..files import atomic_write_bytes
 from .mesh import MeshSequence
 
 _FLOAT, _UBYTE, _UINT = 5126, 5121, 5125

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_bytes, atomic_write_text, prepare_folder
+from ..files import atomic_write_bytes, atomic_write_text, prepare_folder
 from .mesh import MeshSequence
 
 FORMATS = ("obj", "ply")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..camera import CAMERA_DISTANCE, FOV_DEG, Cameras
-from ._io import atomic_path
+from ..files import atomic_path
 
 RenderFn = Callable[[Cameras, float, int, int], torch.Tensor]
 TIME_MODES = ("pingpong", "loop")

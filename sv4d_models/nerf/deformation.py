@@ -66,7 +66,7 @@ class Deformation(nn.Module):
             dim = cfg.hidden
         self.layers = nn.ModuleList(layers)
         self.out = nn.Linear(dim, 3)
-        _init_linear(self.layers, generator)
+        init_linear(self.layers, generator)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         # Number of enabled time bands (cosine window); saved with the model. Start with the lowest band on.
@@ -91,7 +91,7 @@ class Deformation(nn.Module):
         return dx
 
 
-def _init_linear(layers, generator: torch.Generator | None) -> None:
+def init_linear(layers, generator: torch.Generator | None) -> None:
     """Kaiming-uniform weights / zero bias drawn from ``generator`` (deterministic init without global seeding)."""
     for layer in layers:
         bound = math.sqrt(6.0 / layer.in_features)

@@ -20,7 +20,7 @@ from ..config import check_known_keys
 import torch.nn.functional as F
 from torch import nn
 
-from .deformation import Deformation, DeformationConfig, _init_linear
+from .deformation import Deformation, DeformationConfig, init_linear
 from .hashgrid import HashGrid, HashGridConfig
 
 
@@ -78,7 +78,7 @@ class DynamicNeRF(nn.Module):
                                          nn.Linear(cfg.hidden, 1, bias=False))
         self.color_mlp = nn.Sequential(nn.Linear(n_enc, cfg.hidden, bias=False), nn.ReLU(),
                                        nn.Linear(cfg.hidden, 3, bias=False))
-        _init_linear([self.density_mlp[0], self.density_mlp[2], self.color_mlp[0], self.color_mlp[2]], generator)
+        init_linear([self.density_mlp[0], self.density_mlp[2], self.color_mlp[0], self.color_mlp[2]], generator)
         self.deformation = Deformation(cfg.deformation, generator) if cfg.dynamic else None
         self.use_deformation = True  # the trainer switches it off during the static stage
 

@@ -1,5 +1,6 @@
 """Fit a dynamic NeRF to the SV4D image matrix: static stage (frame 0) then dynamic stage, coarse-to-fine, with
-checkpoint/resume, progress callback and cooperative cancellation. Also ``render()`` for novel views/times.
+checkpoint/resume, progress callback and cooperative stopping (``sv4d_models.stopping``). ``render()`` (novel views
+and times) lives in ``renderer``; one optimisation step in ``fit_steps``.
 
 Inputs: images ``[F, V, H, W, 3]`` in [0, 1] on white, masks ``[F, V, H, W]``, ``Cameras`` for the V views (shared
 by all frames) or a sequence of F ``Cameras``, times ``[F]`` in [0, 1] (times[0] = 0 is the canonical frame).
@@ -7,9 +8,6 @@ Device and dtype follow ``images``.
 """
 from __future__ import annotations
 
-import hashlib
-import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,13 +15,16 @@ from typing import Callable, Sequence
 import torch
 
 from ..camera import Cameras
+from ..config import config_identity
+from ..files import atomic_torch_save, fingerprint
+from ..stopping import JobInterrupted, StopCheck, stop_requested
 from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
 from .fit_steps import TrainState, build_state, train_step
-from .renderer import OccupancyGrid, render_rays
+from .renderer import OccupancyGrid, render
 
 CHECKPOINT_NAME = "nerf_checkpoint.pt"
-_NON_IDENTITY_KEYS = ("checkpoint_dir", "checkpoint_every", "preview_every", "preview_size", "render_chunk")
+CHECKPOINT_FORMAT = "sv4d_nerf_fit/2"
 
 
 @dataclass
@@ -32,14 +33,12 @@ class NeRFFitResult:
     occupancy: OccupancyGrid | None
     config: NeRFFitConfig
     step: int  # steps completed
-    stopped: bool  # True when should_stop() interrupted the fit
     history: list = field(default_factory=list)  # per-step dicts of float loss terms
 
     def render(self, cameras: Cameras, times, height: int, width: int | None = None, **kw) -> dict:
         kw.setdefault("n_samples", self.config.n_samples)
         kw.setdefault("chunk", self.config.render_chunk)
         return render(self.model, cameras, times, height, width, occupancy=self.occupancy, **kw)
-
 
 def camera_matrix(cameras, n_frames: int, n_views: int) -> tuple[torch.Tensor, float]:
     """``Cameras`` (V views) or a sequence of F ``Cameras`` -> c2w ``[F, V, 4, 4]`` float64 and the FoV (deg)."""
@@ -57,91 +56,41 @@ def camera_matrix(cameras, n_frames: int, n_views: int) -> tuple[torch.Tensor, f
     return torch.stack([c.c2w for c in cams]), cams[0].fov_deg
 
 
-def pixel_rays(c2w: torch.Tensor, fov_deg: float, height: int, width: int, rows: torch.Tensor,
-               cols: torch.Tensor, dtype=torch.float32):
-    """Rays through pixel centres (rows ``[B, h]``, cols ``[B, w]``) of cameras ``c2w [B, 4, 4]``, same convention as
-    ``Cameras.rays``. Returns origins, dirs ``[B, h, w, 3]``."""
-    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
-    v = rows.to(torch.float64)[:, :, None].expand(-1, -1, cols.shape[1])
-    u = cols.to(torch.float64)[:, None, :].expand(-1, rows.shape[1], -1)
-    d_cam = torch.stack([(u + 0.5 - width / 2) / f, -(v + 0.5 - height / 2) / f, -torch.ones_like(u)], -1)
-    c2w = c2w.to(torch.float64)
-    dirs = torch.nn.functional.normalize(torch.einsum("bij,bhwj->bhwi", c2w[:, :3, :3], d_cam), dim=-1)
-    origins = c2w[:, None, None, :3, 3].expand_as(dirs)
-    return origins.to(dtype), dirs.to(dtype)
+def data_fingerprint(images: torch.Tensor, masks: torch.Tensor, times: torch.Tensor) -> str:
+    """Identity of the training data (``files.fingerprint`` of the float32 images, masks and times): a checkpoint
+    is never resumed on other data."""
+    return fingerprint(images.detach().float(), masks.detach().float(), torch.as_tensor(times, dtype=torch.float64))
 
 
-@torch.no_grad()
-def _render_rays_chunked(model, origins, dirs, times, n_samples, occupancy, chunk, normals):
-    outs = []
-    for o, d, t in zip(origins.split(chunk), dirs.split(chunk), times.split(chunk)):
-        r = render_rays(model, o, d, t, n_samples, occupancy, perturb=False, normals=normals)
-        outs.append({k: v for k, v in r.items() if k in ("rgb", "opacity", "depth", "normal")})
-    return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
-
-
-def render(model: DynamicNeRF, cameras: Cameras, times, height: int, width: int | None = None,
-           chunk: int = 65536, n_samples: int = 128, occupancy: OccupancyGrid | None = None,
-           normals: str | None = "finite_difference") -> dict:
-    """Render N cameras at ``times`` (float or ``[N]``) -> rgb ``[N, H, W, 3]`` (on white), opacity ``[N, H, W]``,
-    depth ``[N, H, W]`` (sum of w*t; divide by opacity for the surface distance), normal ``[N, H, W, 3]``
-    (world frame, weight-accumulated; omitted when ``normals=None``). Deterministic (midpoint samples)."""
-    width = height if width is None else width
-    p = next(model.parameters())
-    n = len(cameras)
-    t = torch.as_tensor(times, dtype=p.dtype, device=p.device).reshape(-1)
-    if t.numel() not in (1, n):
-        raise ValueError(f"times has {t.numel()} entries; pass one time or one per camera ({n})")
-    rows = torch.arange(height).expand(n, height)
-    cols = torch.arange(width).expand(n, width)
-    o, d = pixel_rays(cameras.c2w, cameras.fov_deg, height, width, rows, cols, p.dtype)
-    t_rays = t.expand(n).reshape(n, 1).expand(n, height * width).reshape(-1)
-    was_training = model.training
-    model.eval()
-    out = _render_rays_chunked(model, o.reshape(-1, 3).to(p.device), d.reshape(-1, 3).to(p.device), t_rays,
-                               n_samples, occupancy, chunk, normals)
-    model.train(was_training)
-    return {k: v.reshape(n, height, width, *v.shape[1:]) for k, v in out.items()}
-
-
-def _config_identity(cfg: NeRFFitConfig) -> dict:
-    d = cfg.to_dict()
-    for k in _NON_IDENTITY_KEYS:
-        d.pop(k)
-    return d
-
-
-def data_fingerprint(images: torch.Tensor, masks: torch.Tensor, times: torch.Tensor) -> list:
-    """Identity of the training data (shape, BLAKE2 of the float32 bytes, times): a checkpoint is never resumed
-    on other data."""
-    h = hashlib.blake2b(digest_size=16)
-    for tensor in (images, masks):
-        for frame in tensor:  # frame by frame: bounded extra memory
-            h.update(frame.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return [list(images.shape), h.hexdigest(), [round(float(t), 6) for t in times]]
-
-
-def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, fingerprint: list | None = None) -> None:
-    """Atomic save (temp file in the same folder, then ``os.replace``) of everything needed to resume."""
-    payload = {"format": "sv4d_nerf_fit/1", "config": _config_identity(cfg), "data": fingerprint, "step": state.step,
-               "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: str | None = None) -> None:
+    """Atomic save (``files.atomic_torch_save``) of everything needed to resume; tensors and plain containers
+    only, so it is read back with ``weights_only=True``."""
+    payload = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "identity": config_identity(cfg),
+               "data": data_id, "step": state.step, "model": state.model.state_dict(),
+               "optimizer": state.optimizer.state_dict(),
                "occupancy": state.occupancy.state_dict() if state.occupancy is not None else None,
                "rng": state.generator.get_state(), "history": state.history}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(payload, path)
 
 
-def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, fingerprint: list | None = None) -> None:
+def _read_checkpoint(path: Path) -> dict:
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path} is not an {CHECKPOINT_FORMAT} checkpoint (format={found!r}); delete it to start "
+                         "the fit over")
+    return payload
+
+
+def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: str | None = None) -> None:
     """Restore a ``TrainState`` in place; refuses a checkpoint of another config or other data (ValueError)."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if payload.get("config") != _config_identity(cfg):
+    payload = _read_checkpoint(path)
+    if payload.get("identity") != config_identity(cfg):
         raise ValueError(f"checkpoint {path} was written with a different NeRFFitConfig; use another "
                          "checkpoint_dir or delete the file to start over")
-    if fingerprint is not None and payload.get("data") != fingerprint:
+    if data_id is not None and payload.get("data") != data_id:
         raise ValueError(f"checkpoint {path} was written for different images/masks/times "
-                         f"({payload.get('data')} vs {fingerprint}); use another checkpoint_dir")
+                         f"({payload.get('data')} vs {data_id}); use another checkpoint_dir")
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     if state.occupancy is not None:
@@ -155,9 +104,7 @@ def load_fit_result(path: str | Path, device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32) -> NeRFFitResult:
     """Rebuild model + occupancy grid + config from a checkpoint file written by ``fit_dynamic_nerf`` (for
     rendering / mesh export without the training data)."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if payload.get("format") != "sv4d_nerf_fit/1":
-        raise ValueError(f"{path} is not an sv4d_nerf_fit/1 checkpoint (format={payload.get('format')!r})")
+    payload = _read_checkpoint(path)
     cfg = NeRFFitConfig.from_dict(payload["config"])
     model = DynamicNeRF(cfg.field).to(device, dtype)
     model.load_state_dict(payload["model"])
@@ -167,7 +114,7 @@ def load_fit_result(path: str | Path, device: str | torch.device = "cpu",
         occ = OccupancyGrid(cfg.field.aabb_half_size, cfg.occupancy.resolution, cfg.occupancy.ema_decay,
                             cfg.occupancy.threshold).to(device)
         occ.load_state_dict(payload["occupancy"])
-    return NeRFFitResult(model, occ, cfg, int(payload["step"]), False, list(payload["history"]))
+    return NeRFFitResult(model, occ, cfg, int(payload["step"]), list(payload["history"]))
 
 
 def _check_inputs(images, masks, times):
@@ -182,34 +129,36 @@ def _check_inputs(images, masks, times):
 
 
 def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, config: NeRFFitConfig,
-                     callback: Callable[[dict], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None,
+                     callback: Callable[[dict], None] | None = None, should_stop: StopCheck | None = None,
                      normal_maps: torch.Tensor | None = None) -> NeRFFitResult:
     """Static-to-dynamic NeRF fit (SV4D section 3.2). See module docstring for shapes.
 
     ``normal_maps`` (optional) ``[F, V, H, W, 3]`` world-frame unit normals for the mono-normal prior.
     ``callback(info)`` gets ``step, stage, loss, terms, n_evaluated`` and ``preview [h, w, 3]`` every
     ``preview_every`` steps. ``should_stop()`` is polled before every step; on True the fit saves a checkpoint
-    (when ``checkpoint_dir`` is set) and returns with ``stopped=True``. With ``checkpoint_dir`` a rerun resumes.
+    (when ``checkpoint_dir`` is set) and raises ``JobInterrupted``. With ``checkpoint_dir`` a rerun resumes.
     """
     t = _check_inputs(images, masks, times)
     c2w, fov = camera_matrix(cameras, images.shape[0], images.shape[1])
     state = build_state(config, images, masks, c2w, fov, t, normal_maps)
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
-    fp = data_fingerprint(images, masks, t) if ckpt is not None else None
+    data_id = data_fingerprint(images, masks, t) if ckpt is not None else None
     if ckpt is not None and ckpt.exists():
-        load_checkpoint(ckpt, state, config, fp)
-    stopped = False
+        load_checkpoint(ckpt, state, config, data_id)
     while state.step < config.total_steps:
-        if should_stop is not None and should_stop():
-            stopped = True
-            break
+        if stop_requested(should_stop):
+            if ckpt is not None:
+                save_checkpoint(ckpt, state, config, data_id)
+            where = (f"step {state.step} of {config.total_steps} is saved in {ckpt}; run again with the same data "
+                     "and config to continue") if ckpt is not None else \
+                f"stopped at step {state.step} of {config.total_steps}; nothing was kept (no checkpoint_dir)"
+            raise JobInterrupted("nerf fit", where, state.step, ckpt is not None)
         info = train_step(state)
         state.history.append({k: v for k, v in info.items() if k != "preview"})
         if callback is not None:
             callback(info)
         if ckpt is not None and state.step % config.checkpoint_every == 0:
-            save_checkpoint(ckpt, state, config, fp)
+            save_checkpoint(ckpt, state, config, data_id)
     if ckpt is not None:
-        save_checkpoint(ckpt, state, config, fp)
-    return NeRFFitResult(state.model, state.occupancy, config, state.step, stopped, state.history)
+        save_checkpoint(ckpt, state, config, data_id)
+    return NeRFFitResult(state.model, state.occupancy, config, state.step, state.history)

@@ -1,4 +1,4 @@
-"""Configuration of ``fit_dynamic_nerf``: GPU defaults (SV4D recipe), ``cpu_preset()`` and ``test_preset()``."""
+"""Configuration of ``fit_dynamic_nerf``: GPU defaults (SV4D recipe), ``cpu_preset()`` and ``tiny_preset()``."""
 from __future__ import annotations
 
 import dataclasses
@@ -46,6 +46,9 @@ class NeRFFitConfig:
     preview_size: int = 64
     render_chunk: int = 65536  # rays per chunk in render()
 
+    # not part of a checkpoint's identity: a fit may be resumed with other values
+    IDENTITY_NEUTRAL = ("checkpoint_dir", "checkpoint_every", "preview_every", "preview_size", "render_chunk")
+
     @classmethod
     def from_dict(cls, d: dict) -> "NeRFFitConfig":
         """Strict constructor: unknown keys raise ValueError; nested dicts become nested configs."""
@@ -58,9 +61,10 @@ class NeRFFitConfig:
         for key in ("resolution_schedule", "adam_betas"):
             if key in d:
                 d[key] = tuple(tuple(v) if isinstance(v, list) else v for v in d[key])
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
+        return cls(**d)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -97,7 +101,7 @@ def cpu_preset(**overrides) -> NeRFFitConfig:
     return dataclasses.replace(cfg, **overrides)
 
 
-def test_preset(**overrides) -> NeRFFitConfig:
+def tiny_preset(**overrides) -> NeRFFitConfig:
     """Tiny CI configuration (nerf4d.md 6.4): L6 T2^12 N_max 64, MLP 32, deformation 2x32, 24 samples, 24 px."""
     cfg = NeRFFitConfig(
         field=FieldConfig(grid=HashGridConfig(n_levels=6, log2_hashmap_size=12, base_resolution=8,
@@ -111,4 +115,4 @@ def test_preset(**overrides) -> NeRFFitConfig:
     return dataclasses.replace(cfg, **overrides)
 
 
-test_preset.__test__ = False  # not a pytest test despite the name
+PRESETS = {"gpu": NeRFFitConfig, "cpu": cpu_preset, "tiny": tiny_preset}  # name -> config factory ("test": tiny)

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..camera import Cameras, pixel_rays
 from . import losses as L
 from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
 from .lpips import LPIPS, load_lpips
-from .renderer import OccupancyGrid, render_rays
+from .renderer import OccupancyGrid, render, render_rays
 
 
 @dataclass
@@ -157,7 +158,6 @@ def train_step(state: TrainState) -> dict:
     prior = None
     if state.normal_maps is not None:
         prior = state.normal_maps[fi.to(dev), vi.to(dev), ri, ci].permute(0, 3, 1, 2)
-    from .fit import pixel_rays
     h, w = state.images.shape[2:4]
     o, d = pixel_rays(state.c2w[frames, views], state.fov_deg, h, w, rows, cols, state.images.dtype)
     t_rays = state.times[frames].to(o.dtype)[:, None].expand(-1, rows.shape[1] * cols.shape[1]).reshape(-1)
@@ -176,8 +176,6 @@ def train_step(state: TrainState) -> dict:
     info = {"step": state.step, "stage": "static" if static else "dynamic", "loss": float(total.detach()),
             "terms": terms, "n_evaluated": out["n_evaluated"], "n_rays": int(o.shape[0] * rows.shape[1] ** 2)}
     if cfg.preview_every and state.step % cfg.preview_every == 0:
-        from ..camera import Cameras
-        from .fit import render
         cam = Cameras(state.c2w[0, :1], torch.zeros(1), torch.zeros(1), state.fov_deg)
         t_prev = float(state.times[frames[0]])
         info["preview"] = render(state.model, cam, t_prev, cfg.preview_size, n_samples=cfg.n_samples,

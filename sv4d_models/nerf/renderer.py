@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from ..config import check_known_keys
 from torch import nn
+
+from ..camera import Cameras, pixel_rays
+from ..config import check_known_keys
 
 
 def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, half_size: float):
@@ -146,3 +147,36 @@ def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, times: torch.T
         n_s = pts.new_zeros(r * s, 3).index_put((flat,), out["normal"]).view(r, s, 3)
         res["normal"] = (weights[..., None] * n_s).sum(1)
     return res
+
+
+@torch.no_grad()
+def _render_rays_chunked(model, origins, dirs, times, n_samples, occupancy, chunk, normals):
+    outs = []
+    for o, d, t in zip(origins.split(chunk), dirs.split(chunk), times.split(chunk)):
+        r = render_rays(model, o, d, t, n_samples, occupancy, perturb=False, normals=normals)
+        outs.append({k: v for k, v in r.items() if k in ("rgb", "opacity", "depth", "normal")})
+    return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+
+def render(model, cameras: Cameras, times, height: int, width: int | None = None, chunk: int = 65536,
+           n_samples: int = 128, occupancy: OccupancyGrid | None = None,
+           normals: str | None = "finite_difference") -> dict:
+    """Render N cameras at ``times`` (float or ``[N]``) -> rgb ``[N, H, W, 3]`` (on white), opacity ``[N, H, W]``,
+    depth ``[N, H, W]`` (sum of w*t; divide by opacity for the surface distance), normal ``[N, H, W, 3]``
+    (world frame, weight-accumulated; omitted when ``normals=None``). Deterministic (midpoint samples)."""
+    width = height if width is None else width
+    p = next(model.parameters())
+    n = len(cameras)
+    t = torch.as_tensor(times, dtype=p.dtype, device=p.device).reshape(-1)
+    if t.numel() not in (1, n):
+        raise ValueError(f"times has {t.numel()} entries; pass one time or one per camera ({n})")
+    rows = torch.arange(height).expand(n, height)
+    cols = torch.arange(width).expand(n, width)
+    o, d = pixel_rays(cameras.c2w, cameras.fov_deg, height, width, rows, cols, p.dtype)
+    t_rays = t.expand(n).reshape(n, 1).expand(n, height * width).reshape(-1)
+    was_training = model.training
+    model.eval()
+    out = _render_rays_chunked(model, o.reshape(-1, 3).to(p.device), d.reshape(-1, 3).to(p.device), t_rays,
+                               n_samples, occupancy, chunk, normals)
+    model.train(was_training)
+    return {k: v.reshape(n, height, width, *v.shape[1:]) for k, v in out.items()}

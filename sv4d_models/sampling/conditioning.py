@@ -21,14 +21,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-SIGMA_COND = 1e-5  # ZeroSampler sigma: the value embedded in the first 256 dims of the SV4D vector
-VECTOR_DIMS = (256, 512, 512)  # [cond sigma / cond_aug | polar | azimuth] widths of the 1280-d vector
+from ..kinds import FOUR_D_KINDS, VECTOR_DIMS, get_kind
 
-SV4D_LAYOUTS = {  # model_kind -> (T frames per pass, V generated views per pass)
-    "sv4d": (5, 8),
-    "sv4d2": (12, 4),
-    "sv4d2_8views": (5, 8),
-}
+SIGMA_COND = 1e-5  # ZeroSampler sigma: the value embedded in the first 256 dims of the SV4D vector
 
 
 def timestep_embedding(values, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -87,16 +82,24 @@ def camera_vectors(
     first = timestep_embedding(torch.full((n,), cond_aug, dtype=torch.float64), dims[0])
     cam = torch.cat([timestep_embedding(p, dims[1]), timestep_embedding(a, dims[2])], dim=1)
     c = torch.cat([first, cam], dim=1)
-    if model_kind in SV4D_LAYOUTS:
+    if get_kind(model_kind).is_4d:
         return c, torch.cat([torch.zeros_like(first), cam], dim=1)
-    if model_kind == "sv3d_p":
-        return c, c.clone()
-    raise ValueError(f"model_kind={model_kind!r} is not supported; use sv4d, sv4d2, sv4d2_8views, sv3d_p or sv3d_u")
+    return c, c.clone()  # sv3d_p
 
 
 def repeat_per_view(frame_latents: torch.Tensor, n_views: int) -> torch.Tensor:
     """``[T, ...]`` -> ``[T*V, ...]`` with each frame repeated for its V views (t-major, v fastest)."""
     return frame_latents.repeat_interleave(n_views, dim=0)
+
+
+def _per_latent(angles, n_frames: int, n_views: int) -> np.ndarray:
+    """Per-view ``[V]`` angles tiled over the frames, or ``[T*V]`` as given (float64 numpy)."""
+    x = np.asarray(angles.cpu() if torch.is_tensor(angles) else angles).reshape(-1)
+    if x.size == n_views:
+        return np.tile(x, n_frames)
+    if x.size != n_frames * n_views:
+        raise ValueError(f"got {x.size} angles; expected V={n_views} per-view values or T*V={n_frames * n_views}")
+    return x
 
 
 def build_sv4d_cond(
@@ -126,12 +129,11 @@ def build_sv4d_cond(
         ``(c, uc)`` with keys crossattn ``[1,T,D]``, concat ``[T*V,4,h,w]``, vector ``[T*V,sum(dims)]``,
         cond_view ``[V,4,h,w]``, cond_motion ``[T,4,h,w]``.
     """
-    if model_kind not in SV4D_LAYOUTS:
-        raise ValueError(f"model_kind={model_kind!r}: build_sv4d_cond handles {', '.join(SV4D_LAYOUTS)}")
+    spec = get_kind(model_kind, FOUR_D_KINDS)
     crossattn = clip_embeds if clip_embeds.ndim == 3 else clip_embeds[None]
     n_frames = crossattn.shape[1]
     if n_views is None:
-        n_views = ref_latents.shape[0] if ref_latents is not None else SV4D_LAYOUTS[model_kind][1]
+        n_views = ref_latents.shape[0] if ref_latents is not None else spec.views_per_pass
     if ref_latents is not None and ref_latents.shape[0] != n_views:
         raise ValueError(f"ref_latents has {ref_latents.shape[0]} views but the pass has {n_views}")
     if concat_latents.shape[0] == n_frames:
@@ -144,12 +146,7 @@ def build_sv4d_cond(
         )
     if cond_motion.shape[0] != n_frames:
         raise ValueError(f"cond_motion has {cond_motion.shape[0]} rows; expected T={n_frames}")
-    p = np.asarray(polars_rad.cpu() if torch.is_tensor(polars_rad) else polars_rad).reshape(-1)
-    a = np.asarray(azimuths_rad.cpu() if torch.is_tensor(azimuths_rad) else azimuths_rad).reshape(-1)
-    if p.size == n_views:
-        p, a = np.tile(p, n_frames), np.tile(a, n_frames)
-    elif p.size != n_frames * n_views:
-        raise ValueError(f"got {p.size} angles; expected V={n_views} per-view values or T*V={n_frames * n_views}")
+    p, a = _per_latent(polars_rad, n_frames, n_views), _per_latent(azimuths_rad, n_frames, n_views)
     vec_c, vec_uc = camera_vectors(model_kind, p, a, dims=dims)
     vec_c, vec_uc = vec_c.to(concat.device), vec_uc.to(concat.device)
     if ref_latents is None:

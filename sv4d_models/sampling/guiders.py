@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..kinds import get_kind
 from .denoiser import append_dims
 
 
@@ -78,17 +79,13 @@ def default_guider(model_kind: str, cfg: float | None = None, min_cfg: float | N
     """The guider the official scripts actually use (``cfg`` / ``min_cfg`` override max / min scale).
 
     sv4d: Spatiotemporal 2.0 -> 1.0 over 5x8; sv4d2: Linear 1.0 -> 2.0 over 48; sv4d2_8views:
-    Spatiotemporal 2.5 -> 1.5 over 5x8; sv3d_u / sv3d_p: Triangle 2.5 over 21 orbit frames.
+    Spatiotemporal 2.5 -> 1.5 over 5x8; sv3d_u / sv3d_p: Triangle 2.5 over 21 orbit frames (``KINDS``).
     """
-    def pick(value, default):
-        return default if value is None else float(value)
-
-    if model_kind == "sv4d":
-        return SpatiotemporalPredictionGuider(pick(cfg, 2.0), 40, 8, pick(min_cfg, 1.0))
-    if model_kind == "sv4d2":
-        return LinearPredictionGuider(pick(cfg, 2.0), 48, pick(min_cfg, 1.0))
-    if model_kind == "sv4d2_8views":
-        return SpatiotemporalPredictionGuider(pick(cfg, 2.5), 40, 8, pick(min_cfg, 1.5))
-    if model_kind in ("sv3d_u", "sv3d_p"):
-        return TrianglePredictionGuider(pick(cfg, 2.5), 21, pick(min_cfg, 1.0))
-    raise ValueError(f"model_kind={model_kind!r} is not supported; use sv4d, sv4d2, sv4d2_8views, sv3d_u or sv3d_p")
+    spec = get_kind(model_kind)
+    max_scale = spec.cfg if cfg is None else float(cfg)
+    min_scale = spec.min_cfg if min_cfg is None else float(min_cfg)
+    if spec.guider == "spatiotemporal":
+        return SpatiotemporalPredictionGuider(max_scale, spec.n_latents, spec.views_per_pass, min_scale)
+    if spec.guider == "linear":
+        return LinearPredictionGuider(max_scale, spec.n_latents, min_scale)
+    return TrianglePredictionGuider(max_scale, spec.n_latents, min_scale)

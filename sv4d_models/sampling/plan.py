@@ -36,12 +36,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .conditioning import SV4D_LAYOUTS
+from ..kinds import FOUR_D_KINDS, get_kind
 from .samplers import default_step_directions
 
-DEFAULT_STEPS = {"sv4d": 20, "sv4d2": 50, "sv4d2_8views": 50}
-PASS_KINDS = ("anchor", "dense", "window")
 PAD_MODES = ("pingpong", "repeat")
+REFERENCE = -1  # pass index of the given reference row (row 0, views 1..V: SV3D orbit or user views)
 
 
 @dataclass(frozen=True)
@@ -160,16 +159,50 @@ class Plan:
                 out[cell] = p.index
         return out
 
+    # ---- the plan as a graph: which pass reads which pass's cells -----------------------------------
+    def reference_row(self) -> dict[tuple[int, int], int]:
+        """Cells given before any pass runs: ``{(0, v): REFERENCE}`` when row 0 comes from a reference orbit."""
+        return {(0, v): REFERENCE for v in range(1, self.n_views + 1)} if self.given_reference_row else {}
+
+    def reference_sources(self) -> dict[int, dict[tuple[int, int], int]]:
+        """Per pass: ``{(t, v): index of the pass whose cell is its reference view}`` (``REFERENCE`` = given row)."""
+        last = self.reference_row()
+        out = {}
+        for p in self.passes:
+            refs = {}
+            for d in p.directions:
+                if d.reference_frame is not None:
+                    for v in p.views:
+                        cell = (d.reference_frame, v)
+                        if cell not in last:
+                            raise RuntimeError(f"pass {p.index} needs cell {cell} before any pass wrote it (plan bug)")
+                        refs[cell] = last[cell]
+            out[p.index] = refs
+            last.update({c: p.index for c in p.writes})
+        return out
+
+    def dependents(self, indices) -> set[int]:
+        """``indices`` plus every pass that (transitively) takes its reference views from their output."""
+        sources = self.reference_sources()
+        out = set(indices)
+        for p in self.passes:  # passes only read from earlier passes: one ordered sweep is the closure
+            if set(sources[p.index].values()) & out:
+                out.add(p.index)
+        return out
+
+    def final_sources(self) -> dict[tuple[int, int], int]:
+        """``(t, v) -> pass index`` of every generated cell's final content (``REFERENCE``: the given row)."""
+        return {**self.reference_row(), **self.final_writer()}
+
 
 def official_supported(model_kind: str, n_frames: int) -> bool:
     """Whether the official script runs and generates every frame for this length."""
+    get_kind(model_kind, FOUR_D_KINDS)
     if model_kind == "sv4d":
         return n_frames == 21
     if model_kind == "sv4d2":
         return 12 <= n_frames <= 23  # n < 12: negative t0; n >= 24: window 2 reads an ungenerated row
-    if model_kind == "sv4d2_8views":
-        return n_frames >= 5 and (n_frames - 1) % 4 == 0  # otherwise the tail frames are never generated
-    raise ValueError(f"model_kind={model_kind!r} is not supported; use one of {', '.join(SV4D_LAYOUTS)}")
+    return n_frames >= 5 and (n_frames - 1) % 4 == 0  # sv4d2_8views: otherwise the tail is never generated
 
 
 def fit_rows(frames: list[int], n_rows: int, pad: str = "pingpong") -> list[int]:
@@ -195,13 +228,12 @@ def plan(model_kind: str, n_frames: int, mode: str = "auto", num_steps: int | No
         num_steps: sampler steps (default 20 for sv4d, 50 for sv4d2*); fixes dense step directions.
         pad: how short row lists are filled (``pingpong`` or ``repeat``).
     """
-    if model_kind not in SV4D_LAYOUTS:
-        raise ValueError(f"model_kind={model_kind!r} is not supported; use one of {', '.join(SV4D_LAYOUTS)}")
+    spec = get_kind(model_kind, FOUR_D_KINDS)
     if not isinstance(n_frames, int) or n_frames < 1:
         raise ValueError(f"n_frames={n_frames!r} must be an integer >= 1")
     if mode not in ("auto", "official", "extended"):
         raise ValueError(f"mode={mode!r} is not supported; use 'auto', 'official' or 'extended'")
-    num_steps = DEFAULT_STEPS[model_kind] if num_steps is None else int(num_steps)
+    num_steps = spec.default_steps if num_steps is None else int(num_steps)
     if num_steps < 1:
         raise ValueError(f"num_steps={num_steps} must be >= 1")
     official = official_supported(model_kind, n_frames)
@@ -209,13 +241,13 @@ def plan(model_kind: str, n_frames: int, mode: str = "auto", num_steps: int | No
         raise ValueError(f"the official {model_kind} script cannot run {n_frames} frames "
                          f"(it crashes or leaves frames ungenerated); use mode='extended' or 'auto'")
     resolved = "official" if mode == "official" or (mode == "auto" and official) else "extended"
-    n_t, n_v = SV4D_LAYOUTS[model_kind]
-    builder = _Builder(n_t, n_v, num_steps, given_row0=(model_kind == "sv4d"))
-    if model_kind == "sv4d":
+    n_t, n_v = spec.frames_per_pass, spec.views_per_pass
+    builder = _Builder(n_t, n_v, num_steps, given_row0=spec.needs_reference_orbit)
+    if spec.needs_reference_orbit:
         _plan_sv4d(builder, n_frames, pad)
     else:
         _plan_sv4d2(builder, model_kind, n_frames, resolved, pad)
-    return Plan(model_kind, n_frames, resolved, n_t, n_v, num_steps, model_kind == "sv4d", tuple(builder.passes))
+    return Plan(model_kind, n_frames, resolved, n_t, n_v, num_steps, spec.needs_reference_orbit, tuple(builder.passes))
 
 
 class _Builder:

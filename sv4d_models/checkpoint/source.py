@@ -1,7 +1,8 @@
-"""One reader for checkpoints: a ``.safetensors`` file (header up front, tensors one at a time) or a state dict.
+"""The one reader of checkpoint files: a ``.safetensors`` file (header up front, tensors one at a time) or a state
+dict, plus the table of our safetensors metadata keys and a classifier of foreign checkpoints for error messages.
 
-Used by the UNet loader (``checkpoint.load_unet``) and the encoder loaders (``encoders``); neither ever
-materialises a whole 12 GB file. Bad paths and damaged files raise errors that name the file and the fix.
+Every module that loads weights (UNet, CLIP, VAE) goes through ``CheckpointSource``; none ever materialises a whole
+12 GB file. Bad paths and damaged files raise errors that name the file and the fix.
 """
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from typing import Union
 
 import torch
 
+from ..kinds import CHECKPOINT_FOLDER_HINT, KINDS
+
 StateDictSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
-CHECKPOINT_FILES = {  # model kind -> official file name
-    "sv4d": "sv4d.safetensors", "sv4d2": "sv4d2.safetensors", "sv4d2_8views": "sv4d2_8views.safetensors",
-    "sv3d_u": "sv3d_u.safetensors", "sv3d_p": "sv3d_p.safetensors",
-}
-CHECKPOINT_FOLDER_HINT = "ComfyUI/models/checkpoints/ (or models/sv4d/)"
+CHECKPOINT_FILES = {k: spec.official_file for k, spec in KINDS.items()}  # model kind -> official file name
+
+# Our safetensors metadata keys (written by tiny_checkpoint and our exporters; official files have none).
+META_KIND = "sv4d_model_kind"  # model kind (sv4d2 and sv4d2_8views share keys: this tells them apart)
+META_NETWORK = "sv4d_network_config"  # official-form yaml network_config as JSON (non-official widths)
+META_VECTOR_SPLIT = "sv4d_vector_split"  # JSON list: widths of the UNet vector's parts (non-standard widths)
+META_TINY_SEED = "sv4d_tiny_seed"  # seed of a tiny test checkpoint
 
 
 class CheckpointNotFoundError(FileNotFoundError, ValueError):
@@ -27,7 +32,8 @@ class CheckpointNotFoundError(FileNotFoundError, ValueError):
 class CheckpointSource:
     """``keys()``, ``shape(key)``, ``tensor(key)``, ``get(key, device, dtype)`` and ``metadata`` over a file or dict.
 
-    Usable as a context manager (closes the file handle).
+    Usable as a context manager (closes the file handle). ``CheckpointSource(existing_source)`` is not allowed:
+    use :func:`as_source`, which passes an open source through.
     """
 
     def __init__(self, source: StateDictSource):
@@ -131,3 +137,11 @@ def describe_checkpoint(keys, unet_shapes: dict[str, tuple[int, ...]] | None = N
         return "a standalone OpenCLIP checkpoint"
     sample = ", ".join(sorted(ks)[:3])
     return f"an unrecognised checkpoint ({len(ks)} tensors, e.g. {sample})"
+
+
+def as_source(source: "StateDictSource | CheckpointSource") -> tuple[CheckpointSource, bool]:
+    """``(reader, owned)``: an already open ``CheckpointSource`` passes through (``owned`` False: the caller must
+    not close it); anything else is opened (``owned`` True)."""
+    if isinstance(source, CheckpointSource):
+        return source, False
+    return CheckpointSource(source), True

@@ -1,4 +1,4 @@
-"""Input handling for ``SV4DPipeline``: frame validation, reference views, cameras, per-pass seeds.
+"""Input handling for ``SV4DPipeline``: frame validation and conversion, file inputs, user reference views.
 
 Frames reach the models as ``[F, 3, S, S]`` float32 in [-1, 1] (channel-first, square). Callers may pass
 that layout, ``[F, S, S, 3]`` in [0, 1] (ComfyUI IMAGE layout), a list of such frames, or a file path
@@ -6,15 +6,12 @@ that layout, ``[F, S, S, 3]`` in [0, 1] (ComfyUI IMAGE layout), a list of such f
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
 import torch
 
-from .camera import SV3D_N_VIEWS, SV4D_SUBSAMPLED_VIEWS, SV4D2_8VIEWS_AZIMUTHS_DEG, SV4D2_AZIMUTHS_DEG, Cameras
-
-DEFAULT_IMAGE_FRAME_RATIO = {"sv4d": 0.917, "sv4d2": 0.9, "sv4d2_8views": 0.9}  # official preprocessing
+from ..kinds import SV3D_N_VIEWS, SV4D_ORBIT_VIEWS
 
 
 def _layout(shape: tuple[int, ...]) -> str:
@@ -92,7 +89,7 @@ def load_input(source: str | os.PathLike, size: int, image_frame_ratio: float, m
     Returns:
         ``(images [F, 3, S, S] in [-1, 1], masks [F, S, S] in [0, 1])``.
     """
-    from . import preprocess  # lazy: PIL / video readers
+    from .. import preprocess  # lazy: PIL / video readers
 
     frames = preprocess.load_frames(source, max_frames=max_frames)
     pre = preprocess.preprocess_frames(frames, size=size, image_frame_ratio=image_frame_ratio, remove_bg=remove_bg,
@@ -114,7 +111,7 @@ def reference_row(views, n_views: int, size: int) -> torch.Tensor:
     """User-supplied reference views of frame 0 -> ``[V, 3, S, S]`` in [-1, 1] (views 1..V).
 
     Accepts V images (views 1..V), V + 1 images (column 0, the input view, is dropped) or, for the 8-view
-    SV4D, a full 21-view SV3D orbit with the input view first (subsampled at ``SV4D_SUBSAMPLED_VIEWS``).
+    SV4D, a full 21-view SV3D orbit with the input view first (subsampled at ``SV4D_ORBIT_VIEWS``).
     """
     x = to_model_frames(views)
     if x.shape[-1] != size:
@@ -125,60 +122,7 @@ def reference_row(views, n_views: int, size: int) -> torch.Tensor:
         return x
     if n == n_views + 1:
         return x[1:]
-    if n == SV3D_N_VIEWS and n_views == len(SV4D_SUBSAMPLED_VIEWS) - 1:
-        return x[list(SV4D_SUBSAMPLED_VIEWS[1:])]
+    if n == SV3D_N_VIEWS and n_views == len(SV4D_ORBIT_VIEWS) - 1:
+        return x[list(SV4D_ORBIT_VIEWS[1:])]
     raise ValueError(f"reference_views has {n} images; give {n_views} (views 1..{n_views}), {n_views + 1} "
                      f"(input view first) or a 21-view SV3D orbit (input view first)")
-
-
-def fingerprint(x: torch.Tensor) -> str:
-    """sha256 of a tensor's shape and bytes (identifies the input frames of a work dir)."""
-    h = hashlib.sha256(f"{tuple(x.shape)} {x.dtype}".encode())
-    for item in x.detach().cpu().reshape(x.shape[0] if x.ndim else 1, -1):  # one row at a time: no full copy
-        h.update(item.contiguous().numpy().data)
-    return h.hexdigest()
-
-
-def pass_seed(seed: int, index: int) -> int:
-    """Seed of pass ``index`` (-1: the SV3D stage): independent of every other pass (SeedSequence mix)."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32 & 0xFFFFFFFF, index + 1]).generate_state(2)
-    return int(state[0]) << 31 ^ int(state[1])
-
-
-def _values(v, n: int, name: str, what: str) -> list[float]:
-    if v is None:
-        return []
-    if isinstance(v, (int, float)):
-        return [float(v)] * n
-    out = [float(a) for a in v]
-    if len(out) != n:
-        raise ValueError(f"{name} has {len(out)} values; give 1 value or {n} ({what})")
-    return out
-
-
-def matrix_cameras(model_kind: str, elevations_deg=None, azimuths_deg=None) -> Cameras:
-    """Cameras of the V + 1 matrix columns (column 0 = input view, azimuths relative to it).
-
-    sv4d: ``elevations_deg`` / ``azimuths_deg`` are the official SV3D-orbit arguments (1 or 21 values, raw
-    orbit order, input view last); column j is raw orbit frame ``SV4D_SUBSAMPLED_VIEWS[j] - 1`` (input =
-    frame 20). sv4d2*: V + 1 values, input view first (elevations relative to the input, default 0).
-    """
-    if model_kind == "sv4d":
-        elev = _values(10.0 if elevations_deg is None else elevations_deg, SV3D_N_VIEWS, "elevations_deg",
-                       "raw SV3D orbit order, input view last")
-        az = _values(azimuths_deg, SV3D_N_VIEWS, "azimuths_deg", "raw SV3D orbit order, input view last")
-        if not az:
-            az = list(np.linspace(0.0, 360.0, SV3D_N_VIEWS + 1)[1:] % 360.0)
-        raw = [(k - 1) % SV3D_N_VIEWS for k in SV4D_SUBSAMPLED_VIEWS]
-        return Cameras.orbit([(az[i] - az[-1]) % 360.0 for i in raw], [elev[i] for i in raw])
-    default = SV4D2_AZIMUTHS_DEG if model_kind == "sv4d2" else SV4D2_8VIEWS_AZIMUTHS_DEG
-    n = len(default)
-    elev = _values(0.0 if elevations_deg is None else elevations_deg, n, "elevations_deg", "input view first")
-    az = _values(azimuths_deg, n, "azimuths_deg", "input view first") or list(default)
-    return Cameras.orbit([(a - az[0]) % 360.0 for a in az], elev)
-
-
-def frame_times(n_frames: int) -> torch.Tensor:
-    """``t = f / (F - 1)`` per frame (0 for a single frame), float64 ``[F]``."""
-    return torch.arange(n_frames, dtype=torch.float64) / max(n_frames - 1, 1)
-

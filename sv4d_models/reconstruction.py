@@ -38,7 +38,8 @@ def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, tim
     """Fit a dynamic NeRF to ``images [F, V, H, W, 3]`` (masks ``[F, V, H, W]``, ``cameras`` of the V columns,
     ``times [F]``) and write the export set into ``out_dir``. Returns ``{"fit": NeRFFitResult, name: path}``.
 
-    The fit resumes from ``out_dir/nerf`` when a previous run was interrupted (same data and config).
+    The fit resumes from ``out_dir/nerf`` when a previous run was interrupted (same data and config); a
+    ``should_stop()`` returning True ends it with ``JobInterrupted`` (the fit checkpoint is kept, nothing exported).
     """
     from .export.cameras import export_transforms
     from .export.glb import write_glb
@@ -53,8 +54,6 @@ def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, tim
     config = dataclasses.replace(config or cpu_preset(), checkpoint_dir=str(out / "nerf"))
     fit = fit_dynamic_nerf(images, masks, cameras, times, config, callback=callback, should_stop=should_stop)
     paths: dict = {"fit": fit, "checkpoint": out / "nerf"}
-    if fit.stopped:
-        return paths
     model = fit.model
     t_list = [float(t) for t in torch.as_tensor(times).reshape(-1)]
 

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 
-from .config import MODEL_KINDS, OFFICIAL_NETWORK_CONFIGS, UNetConfig
-from .state_source import CHECKPOINT_FILES, CheckpointSource, describe_checkpoint
-from .unet import SV4DUNet, build_unet
+from ..config import OFFICIAL_NETWORK_CONFIGS, UNetConfig
+from ..kinds import KINDS, MODEL_KINDS
+from ..unet import SV4DUNet, build_unet
+from .source import CHECKPOINT_FILES, META_KIND, META_NETWORK, META_VECTOR_SPLIT, CheckpointSource, as_source, \
+    describe_checkpoint
+from .strict import load_submodule
 
 log = logging.getLogger("sv4d")
 
 UNET_PREFIX = "model.diffusion_model."
-META_KIND = "sv4d_model_kind"  # safetensors metadata written by tiny_checkpoint / our exporters
-META_NETWORK = "sv4d_network_config"
 
 
-def _unet_shapes(src: CheckpointSource) -> tuple[str, dict[str, tuple[int, ...]]]:
+def unet_shapes(src: CheckpointSource) -> tuple[str, dict[str, tuple[int, ...]]]:
     """(prefix, {stripped key: shape}) of the UNet part; prefix "" for bare UNet-only files."""
     pref = {k[len(UNET_PREFIX):]: s for k, s in src.shapes.items() if k.startswith(UNET_PREFIX)}
     if pref:
@@ -106,7 +109,8 @@ def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = Non
     """Load the UNet of an official (or tiny test) engine checkpoint, strictly.
 
     Args:
-        path_or_state_dict: ``.safetensors`` path or a state dict, with or without the ``model.diffusion_model.`` prefix.
+        path_or_state_dict: ``.safetensors`` path, ``CheckpointSource`` or a state dict, with or without the
+            ``model.diffusion_model.`` prefix.
         network_config: official yaml ``network_config`` (or ``UNetConfig``); inferred when None.
         model_kind: one of sv4d, sv4d2, sv4d2_8views, sv3d_u, sv3d_p; inferred when None (sv4d2 by default
             for SV4D 2.0 weights, which share keys with sv4d2_8views).
@@ -115,37 +119,43 @@ def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = Non
     Returns:
         ``SV4DUNet`` in eval mode with attributes ``model_kind`` and ``config``.
     """
-    src = path_or_state_dict if isinstance(path_or_state_dict, CheckpointSource) else CheckpointSource(path_or_state_dict)
-    prefix, shapes = _unet_shapes(src)
-    kind = model_kind or src.metadata.get(META_KIND)
-    kind = infer_model_kind(shapes, src.keys(), hint=kind)
-    if network_config is None:
-        cfg = infer_network_config(kind, shapes, src.metadata)
-    else:
-        cfg = network_config if isinstance(network_config, UNetConfig) else UNetConfig.from_network_config(network_config)
-    if kind in ("sv4d2", "sv4d2_8views") and network_config is None:
-        cfg = cfg.replace(use_3d_attention=(kind == "sv4d2"))
-    model = build_unet(cfg, operations=operations, device="meta", dtype=dtype)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    _check_keys(src.name(), kind, expected, shapes)
-    state = {k: src.get(prefix + k, device=device or "cpu", dtype=dtype) for k in expected}
-    model.load_state_dict(state, strict=True, assign=True)
+    src, owned = as_source(path_or_state_dict)
+    try:
+        prefix, shapes = unet_shapes(src)
+        kind = infer_model_kind(shapes, src.keys(), hint=model_kind or src.metadata.get(META_KIND))
+        if network_config is None:
+            cfg = infer_network_config(kind, shapes, src.metadata)
+            if kind in ("sv4d2", "sv4d2_8views"):  # same keys: the kind decides the view-attention grouping
+                cfg = cfg.replace(use_3d_attention=(kind == "sv4d2"))
+        else:
+            cfg = network_config if isinstance(network_config, UNetConfig) else UNetConfig.from_network_config(network_config)
+        model = load_submodule(
+            src, prefix, lambda _shapes: build_unet(cfg, operations=operations, device="meta", dtype=dtype),
+            model_name="UNet", anchor="input_blocks.0.0.weight", device=device or "cpu", dtype=dtype,
+            title=f"{src.name()} looks like a {kind!r} checkpoint but does not match its UNet",
+            hint="The file is damaged, a different model, or needs network_config= for a non-official size.")
+    finally:
+        if owned:
+            src.close()
     model.model_kind = kind
-    return model.eval().requires_grad_(False)
+    return model
 
 
-def _check_keys(name: str, kind: str, expected: dict, found: dict) -> None:
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found) if tuple(found[k]) != tuple(expected[k]))
-    if not (missing or unexpected or wrong):
-        return
-    lines = [f"{name} looks like a {kind!r} checkpoint but does not match its UNet:"]
-    if missing:
-        lines.append(f"  {len(missing)} missing keys, e.g. {missing[:5]}")
-    if unexpected:
-        lines.append(f"  {len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
-    if wrong:
-        lines.append("  wrong shapes: " + "; ".join(f"{k}: file {tuple(found[k])} vs model {tuple(expected[k])}" for k in wrong[:5]))
-    lines.append("The file is damaged, a different model, or needs network_config= for a non-official size.")
-    raise ValueError("\n".join(lines))
+def vector_dims(kind: str, metadata: dict[str, str]) -> tuple[int, ...]:
+    """Widths of the UNet ``vector`` input's parts: stored in the metadata of non-standard files, else the kind's."""
+    if META_VECTOR_SPLIT in metadata:
+        return tuple(int(d) for d in json.loads(metadata[META_VECTOR_SPLIT]))
+    return KINDS[kind].vector_dims
+
+
+def peek_checkpoint(path: str | os.PathLike, hint: str | None = None) -> tuple[str, tuple[int, ...], str]:
+    """``(model_kind, vector_dims, source id)`` from a checkpoint's header only (no tensors are read).
+
+    The source id (``name:size``) is what work-dir manifests record.
+    """
+    with CheckpointSource(path) as src:
+        _, shapes = unet_shapes(src)
+        kind = infer_model_kind(shapes, src.keys(), hint=hint or src.metadata.get(META_KIND))
+        dims = vector_dims(kind, src.metadata)
+    p = Path(path)
+    return kind, dims, f"{p.name}:{p.stat().st_size}"

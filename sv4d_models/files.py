@@ -1,0 +1,133 @@
+"""Every file the library writes goes through here: atomic, no-clobber writes, output folders, and one fingerprint.
+
+Atomic write: the data goes to a temporary file in the destination folder, is flushed and ``fsync``-ed, then
+moved onto the final name; the temporary file is removed on any failure. A reader (or a crash) therefore sees
+either the complete previous file or the complete new one, never a partial one. Existing outputs are never
+replaced unless ``overwrite=True``: without it the final move is ``os.link`` (fails atomically if the name was
+taken meanwhile), falling back to a check + ``os.replace`` on file systems without hard links.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "atomic_torch_save", "check_writable", "prepare_folder", "fingerprint", "read_json"]
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Raise ``FileExistsError`` naming ``path`` and the fix when it exists and ``overwrite`` is False."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it (or choose another path)")
+    return path
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); fsync and move it onto ``path`` when the block ends
+    without error. For writers that need a file name (ffmpeg, PIL, safetensors). The temp file is always removed."""
+    path = check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync(tmp)
+        _commit(tmp, path, overwrite)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], overwrite: bool = False,
+                 mode: str = "wb") -> Path:
+    """Call ``write(file_object)`` on a temporary file and move it onto ``path`` atomically; returns the path."""
+    with atomic_path(path, overwrite) as tmp:
+        with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda f: f.write(data), overwrite)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+    """UTF-8 text version of :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"), overwrite)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, overwrite: bool = True) -> Path:
+    """``obj`` as indented, key-sorted JSON (replaces by default: state files such as manifests)."""
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True), overwrite)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = True) -> Path:
+    """``torch.save`` (tensors and plain containers only: read back with ``weights_only=True``) atomically."""
+    return atomic_write(path, lambda f: torch.save(obj, f), overwrite)
+
+
+def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and refuses to clobber
+    except FileExistsError:
+        raise FileExistsError(f"{path} appeared while it was being written; pass overwrite=True to replace it") from None
+    except OSError:  # no hard links here (e.g. some network / FAT file systems)
+        check_writable(path, overwrite=False)
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def prepare_folder(folder: str | os.PathLike, names: Iterable[str], overwrite: bool) -> Path:
+    """Create ``folder``; refuse (FileExistsError) if any of ``names`` already exists there and not ``overwrite``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder; pass another output folder")
+    taken = [n for n in names if (folder / n).exists()]
+    if taken and not overwrite:
+        raise FileExistsError(f"{folder / taken[0]} already exists ({len(taken)} output file(s) would be replaced); "
+                              "pass overwrite=True to replace them or choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def fingerprint(*tensors: torch.Tensor, extra: Any = None) -> str:
+    """sha256 (hex) of the tensors' shapes, dtypes and bytes (one row at a time: no full copy) and of ``extra``
+    (any JSON-serialisable value). Identifies the data a work dir or a checkpoint belongs to."""
+    h = hashlib.sha256()
+    for x in tensors:
+        h.update(f"{tuple(x.shape)} {x.dtype};".encode())
+        for row in x.detach().reshape(x.shape[0] if x.ndim else 1, -1):
+            h.update(row.cpu().contiguous().view(torch.uint8).numpy())
+    if extra is not None:
+        h.update(json.dumps(extra, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Parse a JSON file; a damaged one raises ValueError naming the file, ``what`` it is, and the fix."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} ({what}) is damaged and cannot be read ({exc}); delete it or the folder holding "
+                         "it to start over") from None

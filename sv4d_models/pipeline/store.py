@@ -1,0 +1,283 @@
+"""Where ``SV4DPipeline.run`` keeps its work: the pass store (CPU RAM or a work dir) and the run record (manifest:
+resume, refuse, re-roll).
+
+Work dir layout (every file written atomically by ``sv4d_models.files``)::
+
+    manifest.json     config identity, plan, input fingerprint, finished passes, per-pass seed overrides
+    inputs.pt         preprocessed input frames [F, 3, S, S] float32 in [-1, 1] (+ masks [F, S, S] or None)
+    clip.pt           CLIP embedding of every input frame [F, D]
+    pass_sv3d.pt      reference row of frame 0 (SV3D stage or user views): cells [V, 3, S, S] (+ latents)
+    pass_007.pt       pass 7: latents [T, V, 4, h, w], decoded cells [n_writes, 3, S, S] in [-1, 1],
+                      writes, seed, generator state after the pass
+
+Files are read back memory-mapped (``torch.load(mmap=True, weights_only=True)``), so only the frames / cells a pass
+needs are paged in: peak RAM does not grow with the video length. The memory store (``offload="cpu"`` without a
+work dir) keeps every pass in CPU RAM instead: faster, but RAM grows with the number of passes.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import torch
+
+from ..files import atomic_torch_save, atomic_write_json, fingerprint, read_json
+from ..sampling.plan import REFERENCE, Plan
+
+MANIFEST_FORMAT = 2
+_OWN_FILES = ("manifest.json", "inputs.pt", "clip.pt")
+
+
+def _pass_name(index: int) -> str:
+    return "pass_sv3d.pt" if index == REFERENCE else f"pass_{index:03d}.pt"
+
+
+class PassStore:
+    """Per-pass records in RAM (``folder=None``) or in a folder, read back lazily.
+
+    Args:
+        folder: work dir (created if missing) or None for CPU RAM.
+        temp: keep this ``TemporaryDirectory`` alive as long as the store (deleted with it).
+    """
+
+    def __init__(self, folder: str | os.PathLike | None, temp: tempfile.TemporaryDirectory | None = None):
+        self.folder = None if folder is None else Path(folder)
+        self._temp = temp
+        self._mem: dict[str, object] = {}
+        self._cache: dict[str, dict] = {}
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def open(cls, work_dir: str | os.PathLike | None, offload: str) -> "PassStore":
+        if work_dir is not None:
+            return cls(work_dir)
+        if offload == "workdir":
+            temp = tempfile.TemporaryDirectory(prefix="sv4d_pipeline_")
+            return cls(temp.name, temp)
+        return cls(None)
+
+    @property
+    def persistent(self) -> bool:
+        """True for a caller-owned work dir (resumable)."""
+        return self.folder is not None and self._temp is None
+
+    # ---- generic records -------------------------------------------------------------------------
+    def _put(self, name: str, obj) -> None:
+        self._cache.pop(name, None)
+        if self.folder is None:
+            self._mem[name] = obj
+        else:
+            atomic_torch_save(obj, self.folder / name)
+
+    def _get(self, name: str):
+        if self.folder is None:
+            if name not in self._mem:
+                raise RuntimeError(f"{name} has not been computed yet")
+            return self._mem[name]
+        if name not in self._cache:
+            path = self.folder / name
+            if not path.is_file():
+                raise RuntimeError(f"{path} is missing; the work dir is incomplete (rerun with overwrite=True)")
+            if len(self._cache) >= 4:  # a few memory-mapped files stay open
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[name] = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
+        return self._cache[name]
+
+    def _has(self, name: str) -> bool:
+        return name in self._mem if self.folder is None else (self.folder / name).is_file()
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def save_inputs(self, frames: torch.Tensor, masks: torch.Tensor | None = None) -> None:
+        """Keep the model input ``[F, 3, S, S]`` (a private copy in RAM; the caller may reuse its tensor) and the
+        preprocessing masks ``[F, S, S]`` (None for tensor input)."""
+        frames = frames.detach().clone() if self.folder is None else frames.contiguous()
+        self._put("inputs.pt", {"frames": frames, "masks": masks})
+
+    def has_inputs(self) -> bool:
+        return self._has("inputs.pt")
+
+    def input_masks(self) -> torch.Tensor | None:
+        masks = self._get("inputs.pt")["masks"]
+        return None if masks is None else masks.clone()
+
+    @property
+    def frames(self) -> torch.Tensor:
+        """The input frames ``[F, 3, S, S]`` (memory-mapped with a work dir: index it, ``frames[[0, 4]]``)."""
+        return self._get("inputs.pt")["frames"]
+
+    def save_clip(self, embeds: torch.Tensor) -> None:
+        self._put("clip.pt", {"embeds": embeds.contiguous()})
+
+    def has_clip(self) -> bool:
+        return self._has("clip.pt")
+
+    @property
+    def clip_embeds(self) -> torch.Tensor:
+        """CLIP embeddings ``[F, D]`` of the input frames."""
+        return self._get("clip.pt")["embeds"]
+
+    # ---- passes ----------------------------------------------------------------------------------
+    def save_pass(self, index: int, record: dict) -> None:
+        record = dict(record, writes=[list(c) for c in record["writes"]])
+        self._put(_pass_name(index), record)
+
+    def has_pass(self, index: int) -> bool:
+        return self._has(_pass_name(index))
+
+    def load_pass(self, index: int) -> dict:
+        return self._get(_pass_name(index))
+
+    def delete_pass(self, index: int) -> None:
+        name = _pass_name(index)
+        self._cache.pop(name, None)
+        if self.folder is None:
+            self._mem.pop(name, None)
+        elif (self.folder / name).exists():
+            (self.folder / name).unlink()
+
+    def outputs(self) -> "StoredOutputs":
+        """``{pass index: cells}`` view for ``stages.reference_images`` / ``assemble_matrix`` (loaded lazily)."""
+        return StoredOutputs(self)
+
+    # ---- manifest --------------------------------------------------------------------------------
+    def read_manifest(self) -> dict | None:
+        if self.folder is None or not (self.folder / "manifest.json").is_file():
+            return None
+        return read_json(self.folder / "manifest.json", "the work dir's manifest")
+
+    def write_manifest(self, manifest: dict) -> None:
+        if self.folder is not None:
+            atomic_write_json(self.folder / "manifest.json", manifest)
+
+    def own_files(self) -> list[str]:
+        """Names of this store's files present in its folder."""
+        if self.folder is None:
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if p.name in _OWN_FILES or p.name.startswith("pass_"))
+
+    def clear(self) -> None:
+        """Delete every file this store owns (``overwrite=True``)."""
+        self._cache.clear()
+        self._mem.clear()
+        if self.folder is not None:
+            for name in self.own_files():
+                (self.folder / name).unlink()
+
+
+class StoredOutputs(Mapping[int, torch.Tensor]):
+    """Read-only ``{pass index: cells [n_writes, 3, S, S]}`` over the finished passes of a store."""
+
+    def __init__(self, store: PassStore):
+        self.store = store
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not self.store.has_pass(index):
+            raise KeyError(index)
+        return self.store.load_pass(index)["cells"]
+
+    def __contains__(self, index: object) -> bool:
+        return isinstance(index, int) and self.store.has_pass(index)
+
+    def __iter__(self) -> Iterator[int]:
+        raise TypeError("StoredOutputs is looked up by pass index only")
+
+    def __len__(self) -> int:
+        raise TypeError("StoredOutputs is looked up by pass index only")
+
+
+class RunRecord:
+    """The manifest of one run in a store: what was asked, which passes are done, which seeds were re-rolled.
+
+    ``open`` creates it, or checks that the work dir holds the same setup (else ValueError naming every
+    difference) and continues; ``overwrite=True`` discards what the work dir holds.
+    """
+
+    def __init__(self, store: PassStore, manifest: dict):
+        self.store, self.manifest = store, manifest
+
+    @classmethod
+    def open(cls, store: PassStore, identity: dict, plan: Plan, frames: torch.Tensor, reference: torch.Tensor | None,
+             checkpoints: dict, overwrite: bool) -> "RunRecord":
+        ref_id = None if not plan.given_reference_row else ("sv3d" if reference is None else fingerprint(reference))
+        fresh = {"format": MANIFEST_FORMAT, "config": identity, "plan": plan.to_json(), "inputs": fingerprint(frames),
+                 "reference": ref_id, "checkpoints": checkpoints, "done": [], "seed_overrides": {}}
+        old = store.read_manifest()
+        if overwrite:
+            store.clear()
+            old = None
+        elif old is None and store.own_files():
+            raise FileExistsError(f"{store.folder} holds pipeline files {store.own_files()[:3]} but no "
+                                  "manifest.json; use a new work_dir or pass overwrite=True to discard them")
+        if old is not None:
+            _check_same(store.folder, old, fresh)
+            fresh["done"], fresh["seed_overrides"] = old["done"], old["seed_overrides"]
+        record = cls(store, fresh)
+        store.write_manifest(fresh)
+        return record
+
+    def done(self, index: int) -> bool:
+        return index in self.manifest["done"] and self.store.has_pass(index)
+
+    def mark_done(self, index: int) -> None:
+        self.manifest["done"] = sorted(set(self.manifest["done"]) | {index})
+        self.store.write_manifest(self.manifest)
+
+    def base_seed(self, index: int, default: int) -> int:
+        """The base seed of pass ``index``: a re-roll override or the run's seed."""
+        return int(self.manifest["seed_overrides"].get(str(index), default))
+
+    def reroll(self, plan: Plan, reroll: dict[int, int], user_reference: bool) -> set[int]:
+        """Give the passes in ``reroll`` new base seeds and forget them and every pass depending on them."""
+        valid = {p.index for p in plan.passes}
+        if plan.given_reference_row and not user_reference:
+            valid.add(REFERENCE)
+        bad = sorted(set(int(k) for k in reroll) - valid)
+        if bad:
+            raise ValueError(f"reroll keys {bad} are not passes of this plan; valid: {sorted(valid)} "
+                             "(-1 = the SV3D reference stage)")
+        affected = plan.dependents([int(k) for k in reroll])
+        self.manifest["seed_overrides"].update({str(int(k)): int(s) for k, s in reroll.items()})
+        self.manifest["done"] = sorted(set(self.manifest["done"]) - affected)
+        self.store.write_manifest(self.manifest)
+        for index in affected:
+            self.store.delete_pass(index)
+        return affected
+
+
+def _check_same(folder: Path, old: dict, new: dict) -> None:
+    """ValueError naming every difference between a work dir's manifest and the run asked for now."""
+    diffs = []
+    if old.get("format") != MANIFEST_FORMAT:
+        diffs.append(f"manifest format {old.get('format')} vs {MANIFEST_FORMAT}")
+    for key in sorted(set(_flat(old.get("config", {}))) | set(_flat(new["config"]))):
+        a, b = _flat(old.get("config", {})).get(key), _flat(new["config"]).get(key)
+        if a != b:
+            diffs.append(f"{key}: {a!r} in the work dir vs {b!r} now")
+    labels = {"inputs": "the input frames differ", "reference": "the reference views differ",
+              "checkpoints": f"checkpoints {old.get('checkpoints')} vs {new['checkpoints']}",
+              "plan": "the pass plan differs"}
+    for key, text in labels.items():  # the plan follows from the rest: named only when nothing else differs
+        if old.get(key) != new[key] and not (key == "plan" and diffs):
+            diffs.append(text)
+    if diffs:
+        raise ValueError(f"work_dir {folder} holds a run with a different setup ({'; '.join(diffs)}); "
+                         "use a new work_dir to keep it, or pass overwrite=True to discard it")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """Nested config dict -> ``{"sampling.seed": 23, ...}``."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def stored_frames(store: PassStore, indices: Iterable[int]) -> torch.Tensor:
+    """``[k, 3, S, S]`` float32 copies of the requested input frames."""
+    return store.frames[list(indices)].clone()

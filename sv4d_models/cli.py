@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from .kinds import FOUR_D_KINDS
+
 
 def _progress(prefix: str, every: int = 10):
     start = time.time()
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("video")
     r.add_argument("--checkpoint", required=True, help="sv4d.safetensors / sv4d2.safetensors / sv4d2_8views.safetensors")
     r.add_argument("--sv3d", default=None, help="sv3d_u.safetensors or sv3d_p.safetensors (SV4D only)")
-    r.add_argument("--model-kind", default=None, choices=(None, "sv4d", "sv4d2", "sv4d2_8views"))
+    r.add_argument("--model-kind", default=None, choices=FOUR_D_KINDS)
     r.add_argument("--out", required=True)
     r.add_argument("--device", default=None)
     r.add_argument("--steps", type=int, default=None)

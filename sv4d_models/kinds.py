@@ -59,6 +59,11 @@ class KindSpec:
         return self.family == "4d"
 
     @property
+    def camera_conditioned(self) -> bool:
+        """Whether the UNet's vector input carries camera angles (all kinds but sv3d_u)."""
+        return len(self.vector_dims) > 1
+
+    @property
     def n_latents(self) -> int:
         """Latents of one pass (the guider's table length)."""
         return self.frames_per_pass * self.views_per_pass

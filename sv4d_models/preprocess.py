@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from .frames_io import SUPPORTED_EXTENSIONS, load_frames, read_video_file, validate_frames
+from .kinds import KINDS
 
 __all__ = ["Preprocessed", "preprocess_frames", "pingpong_pad", "load_frames", "validate_frames",
            "SUPPORTED_EXTENSIONS"]
@@ -271,8 +272,8 @@ def _preprocess(frames: torch.Tensor, size: int, image_frame_ratio: float, white
         paste=(pl.offset[1], pl.offset[0]), half=pl.half, side=pl.side, scale=size / pl.side, official=official)
 
 
-def preprocess_frames(frames: torch.Tensor, size: int = 576, image_frame_ratio: float = 0.917,
-                      white_threshold: float = 250, remove_bg: bool = False, official: bool = False) -> Preprocessed:
+def preprocess_frames(frames: torch.Tensor, size: int = 576,
+                      image_frame_ratio: float = KINDS["sv4d"].image_frame_ratio, white_threshold: float = 250, remove_bg: bool = False, official: bool = False) -> Preprocessed:
     """Crop, centre, resize and white-composite frames for SV4D (reference doc 6.2; modes in the module docstring).
 
     Args:

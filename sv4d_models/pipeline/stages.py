@@ -131,8 +131,9 @@ def sample_reference_orbit(models: SamplingModels, image: torch.Tensor, *, seed:
     clip = models.clip_embed(image).to(models.device)
     latent = models.encode("concat", _noisy(image, cond_aug, g))
     polars = azims = None
-    if models.kind == "sv3d_p":
-        elev = KINDS["sv3d_p"].default_elevation_deg if elevations_deg is None else elevations_deg
+    spec = KINDS[models.kind]
+    if spec.camera_conditioned:  # sv3d_p
+        elev = spec.default_elevation_deg if elevations_deg is None else elevations_deg
         polars, azims = sv3d_conditioning_angles(elev, azimuths_deg)
     c, uc = build_sv3d_cond(models.kind, clip, latent, SV3D_N_VIEWS, polars, azims, cond_aug, dims=models.vector_dims)
     sigmas = get_sigmas_edm(num_steps)

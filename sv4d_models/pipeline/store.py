@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import torch
 
@@ -276,8 +276,3 @@ def _flat(d: dict, prefix: str = "") -> dict:
         else:
             out[prefix + k] = v
     return out
-
-
-def stored_frames(store: PassStore, indices: Iterable[int]) -> torch.Tensor:
-    """``[k, 3, S, S]`` float32 copies of the requested input frames."""
-    return store.frames[list(indices)].clone()

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..kinds import FOUR_D_KINDS, VECTOR_DIMS, get_kind
+from ..kinds import FOUR_D_KINDS, ORBIT_KINDS, VECTOR_DIMS, get_kind
 
 SIGMA_COND = 1e-5  # ZeroSampler sigma: the value embedded in the first 256 dims of the SV4D vector
 
@@ -67,7 +67,7 @@ def camera_vectors(
         cond_aug: value embedded in the first part (1e-5: SV4D's ZeroSampler sigma / SV3D's cond_aug).
         dims: widths of the three parts (the parity fixtures use (32, 48, 48)).
     """
-    if model_kind == "sv3d_u":
+    if not get_kind(model_kind).camera_conditioned:  # sv3d_u
         if n_latents is None:
             raise ValueError("sv3d_u has no camera angles: pass n_latents (the number of orbit frames)")
         vec = timestep_embedding(torch.full((n_latents,), cond_aug, dtype=torch.float64), dims[0])
@@ -177,16 +177,15 @@ def build_sv3d_cond(
         image_latent: ``[4, h, w]`` / ``[1, 4, h, w]`` VAE latent of ``image + cond_aug * noise``.
         polars_rad, azimuths_rad: ``[F]`` raw-orbit angles (sv3d_p only), e.g. ``sv3d_conditioning_angles``.
     """
-    if model_kind not in ("sv3d_u", "sv3d_p"):
-        raise ValueError(f"model_kind={model_kind!r}: build_sv3d_cond handles sv3d_u and sv3d_p")
+    spec = get_kind(model_kind, ORBIT_KINDS)
     emb = clip_embed.reshape(1, 1, -1).expand(n_frames, 1, -1).clone()
     lat = image_latent.reshape((1,) + tuple(image_latent.shape[-3:])).expand(n_frames, -1, -1, -1).clone()
-    if model_kind == "sv3d_p":
+    if spec.camera_conditioned:  # sv3d_p
         if polars_rad is None or len(polars_rad) != n_frames:
             raise ValueError(f"sv3d_p needs {n_frames} polars_rad/azimuths_rad (raw orbit order)")
-        vec, _ = camera_vectors("sv3d_p", polars_rad, azimuths_rad, cond_aug=cond_aug, dims=dims)
+        vec, _ = camera_vectors(model_kind, polars_rad, azimuths_rad, cond_aug=cond_aug, dims=dims)
     else:
-        vec, _ = camera_vectors("sv3d_u", n_latents=n_frames, cond_aug=cond_aug, dims=dims)
+        vec, _ = camera_vectors(model_kind, n_latents=n_frames, cond_aug=cond_aug, dims=dims)
     vec = vec.to(lat.device)
     c = {"crossattn": emb, "concat": lat, "vector": vec}
     uc = {"crossattn": torch.zeros_like(emb), "concat": torch.zeros_like(lat), "vector": vec.clone()}

@@ -30,6 +30,15 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give a new file (mkstemp makes them 0600)
+
+
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
@@ -47,6 +56,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     try:
         yield tmp
         _fsync(tmp)
+        os.chmod(tmp, _FILE_MODE)
         _commit(tmp, path, overwrite)
     finally:
         if tmp.exists():

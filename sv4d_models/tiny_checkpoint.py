@@ -41,6 +41,20 @@ def tiny_network_config(model_kind: str) -> dict:
     return {"target": official["target"], "params": params}
 
 
+def tiny_svd_xt_state_dict(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """UNet of a tiny SVD-xt (``VideoUNet`` with SVD's 768-d vector: fps | motion bucket | cond aug, 3 x 32 here),
+    official key names, the widths of the tiny SV3D/SV4D models: what the trainer initialises frame attention from."""
+    from .encoders.tiny import random_weight
+    from .unet import build_unet
+
+    net = tiny_network_config("sv3d_p")
+    net["params"]["adm_in_channels"] = 3 * 32
+    model = build_unet(net, device="meta")
+    g = torch.Generator().manual_seed(seed)
+    sd = {"model.diffusion_model." + k: random_weight(k, tuple(v.shape), g) for k, v in model.state_dict().items()}
+    return sd, {META_KIND: "svd_xt", META_NETWORK: json.dumps(net), META_TINY_SEED: str(seed)}
+
+
 def tiny_unet_state_dict(model_kind: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Random UNet weights (``model.diffusion_model.*``) including the normally zero-initialised layers."""
     from .encoders.tiny import random_weight
@@ -74,7 +88,7 @@ def write_tiny_checkpoint(path: str | os.PathLike, model_kind: str, seed: int = 
         check_writable(path, overwrite)
     except FileExistsError:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) or choose another name") from None
-    sd, meta = tiny_engine_state_dict(model_kind, seed)
+    sd, meta = tiny_svd_xt_state_dict(seed) if model_kind == "svd_xt" else tiny_engine_state_dict(model_kind, seed)
     with atomic_path(path, overwrite) as tmp:
         save_file(sd, str(tmp), metadata=meta)
     return path
@@ -83,7 +97,8 @@ def write_tiny_checkpoint(path: str | os.PathLike, model_kind: str, seed: int = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sv4d_models.tiny_checkpoint", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="output .safetensors path")
-    parser.add_argument("--model", required=True, choices=MODEL_KINDS)
+    parser.add_argument("--model", required=True, choices=MODEL_KINDS + ("svd_xt",),
+                        help="model kind (svd_xt: UNet only, for the trainer's initialisation tests)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)

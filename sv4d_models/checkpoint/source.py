@@ -81,6 +81,12 @@ class CheckpointSource:
         """The stored tensor (read from disk now for files)."""
         return self._sd[key] if self._sd is not None else self._file.get_tensor(key)
 
+    def rows(self, key: str, index: int | slice) -> torch.Tensor:
+        """``tensor(key)[index]`` along the first axis, reading only those rows from a file."""
+        if self._sd is not None:
+            return self._sd[key][index]
+        return self._file.get_slice(key)[index]
+
     def get(self, key: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``tensor(key)`` moved to ``device`` and, for floating tensors, cast to ``dtype`` (None keeps each)."""
         t = self.tensor(key)

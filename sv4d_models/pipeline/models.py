@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -98,21 +99,43 @@ class EngineModels:
         return self.placement.chunked(self.decoder.decode, latents, self.placement.decoding_t, to_cpu=True)
 
 
+def _load_encoders(src: CheckpointSource, roles: dict[str, int], device: torch.device):
+    """CLIP, ``{role: VAE encoder}`` and the decoder (float32) of an engine file; a role whose embedder copy is
+    absent (SV3D files hold embedder 1 only) uses embedder 1's encoder."""
+    from ..encoders import load_clip_image_encoder, load_vae_decoder, load_vae_encoder
+
+    keys, loaded = src.keys(), {}
+    vae = {}
+    for role, i in roles.items():
+        i = i if any(k.startswith(f"conditioner.embedders.{i}.encoder.") for k in keys) else 1
+        if i not in loaded:
+            loaded[i] = load_vae_encoder(src, prefix=f"conditioner.embedders.{i}.encoder.", device=device,
+                                         dtype=torch.float32)
+        vae[role] = loaded[i]
+    clip = load_clip_image_encoder(src, device=device, dtype=torch.float32)
+    return clip, vae, load_vae_decoder(src, device=device, dtype=torch.float32)
+
+
 def load_engine_models(path: str | os.PathLike, kind: str | None = None, placement: Placement = Placement(),
                        unet_dtype: torch.dtype | None = None) -> EngineModels:
     """Load UNet (``unet_dtype``, default the placement's dtype), CLIP, the conditioning VAE copies and the decoder
     (float32) of a checkpoint onto ``placement.device``."""
-    from ..encoders import load_clip_image_encoder, load_vae_decoder, load_vae_encoder
-
     kind, dims, source = peek_checkpoint(path, kind)
-    device = placement.device
     with CheckpointSource(path) as src:
-        unet = load_unet(src, model_kind=kind, device=device, dtype=unet_dtype or placement.dtype)
-        vae = {role: load_vae_encoder(src, prefix=f"conditioner.embedders.{i}.encoder.", device=device,
-                                      dtype=torch.float32) for role, i in KINDS[kind].vae_copies.items()}
-        clip = load_clip_image_encoder(src, device=device, dtype=torch.float32)
-        decoder = load_vae_decoder(src, device=device, dtype=torch.float32)
+        unet = load_unet(src, model_kind=kind, device=placement.device, dtype=unet_dtype or placement.dtype)
+        clip, vae, decoder = _load_encoders(src, dict(KINDS[kind].vae_copies), placement.device)
     return EngineModels(kind, unet, clip, vae, decoder, dims, source, placement)
 
 
-__all__ = ["EngineModels", "Placement", "load_engine_models"]
+def load_encoder_models(path: str | os.PathLike, kind: str, unet: torch.nn.Module | None = None,
+                        vector_dims: tuple[int, ...] | None = None, placement: Placement = Placement()) -> EngineModels:
+    """The encoders and decoder of an engine file (SV3D or SV4D) for a ``kind`` model whose UNet comes from
+    elsewhere (training, validation); the file's UNet is never read. ``unet`` may be None for encoding only."""
+    with CheckpointSource(path) as src:
+        clip, vae, decoder = _load_encoders(src, dict(KINDS["sv4d"].vae_copies), placement.device)
+        p = Path(path)
+        source = f"{p.name}:{p.stat().st_size}"
+    return EngineModels(kind, unet, clip, vae, decoder, vector_dims or KINDS[kind].vector_dims, source, placement)
+
+
+__all__ = ["EngineModels", "Placement", "load_engine_models", "load_encoder_models"]

@@ -1,0 +1,234 @@
+"""``TrainConfig``: every setting of a training run, from YAML plus ``key=value`` overrides.
+
+    cfg = load_config("train/configs/tiny_cpu.yaml", ["max_steps=2", "output_dir=/tmp/run", "optim.lr=1e-4"])
+
+Groups: ``model`` (what is trained and from what), ``data`` (dataset and sampling), ``optim`` (optimiser and
+schedule), ``diffusion`` (noise levels, loss weighting, dropout), ``run`` (steps, precision, checkpoints, logging,
+validation). An override is ``group.key=value`` or just ``key=value`` when the key name is unique; values are parsed
+as YAML (``1e-4``, ``true``, ``[1, 2]``). Unknown keys raise ValueError naming them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sv4d_models.config import check_known_keys
+from sv4d_models.kinds import FOUR_D_KINDS
+
+
+def _check(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is trained, at which size, initialised from which files."""
+
+    kind: str = "sv4d"  # sv4d / sv4d2 / sv4d2_8views
+    size: str = "official"  # "official" (full-size network) or "tiny" (tiny_checkpoint widths, CPU tests)
+    init_sv3d: str = ""  # SV3D_p engine file: everything except the frame attention (paper 3.1); "" = random init
+    init_svd: str = ""  # SVD-xt engine file: the frame attention's temporal layers (paper 3.1); "" = fresh init
+    encoders: str = ""  # engine file whose CLIP / VAE copies / decoder are used for validation and export
+    #                     ("" = init_sv3d); the trainer never updates them
+    gradient_checkpointing: bool = False  # recompute UNet blocks in backward (less memory, ~30% slower)
+
+    def __post_init__(self) -> None:
+        _check([(self.kind in FOUR_D_KINDS, f"model.kind={self.kind!r}: use one of {list(FOUR_D_KINDS)}"),
+                (self.size in ("official", "tiny"), f"model.size={self.size!r}: use 'official' or 'tiny'")])
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where samples come from and how one is drawn from an object's 21 x 21 renders."""
+
+    path: str = ""  # dataset folder written by ``python -m train.prepare_data`` (manifest.json + shards)
+    max_stride: int = 4  # frames of a sample are t0 + s*k, s drawn from 1..max_stride (fits the orbit length)
+    p_reference_before: float = 0.5  # reference views at t0 - s (anchor-like) instead of t0 (dense-like)
+    p_no_reference: float = 0.0  # SV4D 2.0: drop the reference views (zero cond_view) with this probability
+    skip_bad_shards: bool = False  # a corrupt / missing shard: False = error naming it, True = warn and skip
+
+    def __post_init__(self) -> None:
+        _check([(self.max_stride >= 1, f"data.max_stride={self.max_stride} must be >= 1"),
+                (0 <= self.p_reference_before <= 1, f"data.p_reference_before={self.p_reference_before} not in [0, 1]"),
+                (0 <= self.p_no_reference <= 1, f"data.p_no_reference={self.p_no_reference} not in [0, 1]")])
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up, then constant."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        _check([(self.lr > 0, f"optim.lr={self.lr} must be > 0"), (self.warmup_steps >= 0, "optim.warmup_steps < 0"),
+                (self.grad_clip >= 0, f"optim.grad_clip={self.grad_clip} must be >= 0"),
+                (len(self.betas) == 2, f"optim.betas={self.betas} needs two values")])
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise levels and loss (EDM, v-scaling; see ``train.diffusion``)."""
+
+    p_mean: float = 1.0  # log sigma ~ N(p_mean, p_std^2)
+    p_std: float = 1.6
+    p_uncond: float = 0.1  # train on the unconditional inputs (the sampler's uc) with this probability (CFG)
+
+    def __post_init__(self) -> None:
+        _check([(self.p_std > 0, f"diffusion.p_std={self.p_std} must be > 0"),
+                (0 <= self.p_uncond <= 1, f"diffusion.p_uncond={self.p_uncond} not in [0, 1]")])
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Steps, batch, precision, checkpoints, logging and validation."""
+
+    output_dir: str = "runs/train"
+    seed: int = 0
+    max_steps: int = 1000  # optimiser steps
+    static_steps: int = 0  # curriculum: steps on static orbits before dynamic orbits start
+    batch_size: int = 1  # samples per process per micro-batch
+    grad_accum: int = 1  # micro-batches per optimiser step
+    mixed_precision: str = "no"  # accelerate: "no" / "fp16" / "bf16"
+    ema_decay: float = 0.0  # 0 = no EMA; else EMA of the UNet weights (exported when present)
+    checkpoint_every: int = 500  # steps; checkpoint-{step} folders (accelerate save_state)
+    checkpoints_total_limit: int = 3  # keep this many checkpoint folders (0 = all)
+    resume: str = "latest"  # "latest" (newest checkpoint-* in output_dir, if any), "none", or a folder
+    log_every: int = 10
+    tracker: str = "auto"  # "auto" (tensorboard when installed, else csv), "tensorboard", "csv"
+    validate_every: int = 0  # steps (0 = only at the end); validation loss at fixed sigmas + a sampled grid
+    validate_at_start: bool = False  # also validate before the first step of a fresh run (a baseline)
+    val_sigmas: tuple[float, ...] = (0.1, 1.0, 10.0)  # fixed noise levels of the validation loss
+    val_samples: int = 4  # validation samples (fixed noise, fixed draw) per sigma
+    val_sample_steps: int = 4  # sampler steps of the validation image grid (0 = no grid)
+    export_on_end: bool = True  # write output_dir/export/<kind>.safetensors (official engine layout)
+    record_weight_hashes: bool = False  # write logs/weights_rank<r>.sha256 at the end (data-parallel consistency)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "val_sigmas", tuple(float(s) for s in self.val_sigmas))
+        _check([(self.max_steps >= 1, f"run.max_steps={self.max_steps} must be >= 1"),
+                (self.static_steps >= 0, f"run.static_steps={self.static_steps} must be >= 0"),
+                (self.batch_size >= 1 and self.grad_accum >= 1, "run.batch_size and run.grad_accum must be >= 1"),
+                (self.mixed_precision in ("no", "fp16", "bf16"),
+                 f"run.mixed_precision={self.mixed_precision!r}: use 'no', 'fp16' or 'bf16'"),
+                (0 <= self.ema_decay < 1, f"run.ema_decay={self.ema_decay} must be in [0, 1)"),
+                (self.checkpoint_every >= 1 and self.log_every >= 1, "run.checkpoint_every / log_every must be >= 1"),
+                (self.checkpoints_total_limit >= 0, "run.checkpoints_total_limit must be >= 0"),
+                (self.tracker in ("auto", "tensorboard", "csv"), f"run.tracker={self.tracker!r}"),
+                (all(s > 0 for s in self.val_sigmas), f"run.val_sigmas={self.val_sigmas} must be > 0")])
+
+
+_GROUPS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "diffusion": DiffusionConfig,
+           "run": RunConfig}
+_GROUP_OF: dict[str, list[str]] = {}
+for _g, _cls in _GROUPS.items():
+    for _f in fields(_cls):
+        _GROUP_OF.setdefault(_f.name, []).append(_g)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """All settings of a run (groups in the module docstring)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
+        """Nested ``{"run": {...}}`` and/or flat unique keys; unknown keys raise ValueError naming them."""
+        groups: dict[str, dict[str, Any]] = {g: {} for g in _GROUPS}
+        for key, value in (d or {}).items():
+            if key in _GROUPS:
+                if not isinstance(value, dict):
+                    raise ValueError(f"config section {key!r} must be a mapping, got {value!r}")
+                check_known_keys(_GROUPS[key], value)
+                groups[key].update(value)
+            else:
+                group, name = _route(key)
+                groups[group][name] = value
+        return cls(**{g: _GROUPS[g](**_coerce(_GROUPS[g], v)) for g, v in groups.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, overrides: list[str]) -> "TrainConfig":
+        """Apply ``["group.key=value" | "key=value", ...]`` (values parsed as YAML)."""
+        d = self.to_dict()
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} is not key=value (e.g. run.max_steps=2)")
+            key, raw = item.split("=", 1)
+            group, name = _route(key.strip())
+            d[group][name] = yaml.safe_load(raw) if raw.strip() else ""
+        return TrainConfig.from_dict(d)
+
+
+def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Convert YAML strings such as ``1e-4`` (YAML 1.1 reads it as text) to the field's type; ValueError if not."""
+    types = {f.name: str(f.type) for f in fields(cls)}
+    out = {}
+    for key, value in values.items():
+        kind = types[key]
+        try:
+            if kind == "float" and isinstance(value, (str, int)) and not isinstance(value, bool):
+                value = float(value)
+            elif kind == "int" and isinstance(value, str):
+                value = int(value)
+            elif kind == "int" and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            elif kind == "bool" and isinstance(value, str):
+                value = {"true": True, "false": False}[value.lower()]
+        except (ValueError, KeyError):
+            raise ValueError(f"{cls.__name__} key {key!r} takes a {kind}, got {value!r}") from None
+        if kind in ("float", "int", "bool") and not isinstance(value, {"float": (float, int), "int": int,
+                                                                       "bool": bool}[kind]):
+            raise ValueError(f"{cls.__name__} key {key!r} takes a {kind}, got {value!r}")
+        if kind == "str" and not isinstance(value, str):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def _route(key: str) -> tuple[str, str]:
+    """``group.key`` or a unique ``key`` -> (group, key); ValueError for unknown or ambiguous keys."""
+    if "." in key:
+        group, name = key.split(".", 1)
+        if group not in _GROUPS or name not in {f.name for f in fields(_GROUPS[group])}:
+            raise ValueError(f"unknown config key {key!r}; known: {sorted(f'{g}.{n}' for n, gs in _GROUP_OF.items() for g in gs)}")
+        return group, name
+    groups = _GROUP_OF.get(key)
+    if not groups:
+        raise ValueError(f"unknown config key {key!r}; known keys: {sorted(_GROUP_OF)} (or group.key)")
+    if len(groups) > 1:
+        raise ValueError(f"config key {key!r} is ambiguous ({groups}); write group.key")
+    return groups[0], key
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """YAML file (optional) + overrides -> ``TrainConfig``; errors name the file and the key."""
+    d: dict[str, Any] = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist; see train/configs/ for examples")
+        try:
+            d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"config file {path} must hold a mapping of sections, got {type(d).__name__}")
+    return TrainConfig.from_dict(d).with_overrides(list(overrides or []))

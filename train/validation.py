@@ -1,0 +1,80 @@
+"""Validation: the loss at fixed noise levels on held-out orbits, and an image grid sampled on a held-out object
+with the library's stage functions (``sample_pass`` + ``assemble_matrix``), with its PSNR against the renders."""
+from __future__ import annotations
+
+import io
+
+import torch
+
+from sv4d_models.files import atomic_write_bytes
+from sv4d_models.kinds import KINDS
+from sv4d_models.pipeline.stages import assemble_matrix, reference_images, sample_pass
+from sv4d_models.sampling import REFERENCE, get_sigmas_edm, plan
+
+from .data import Record, SampleBuilder, ShardedDataset
+from .diffusion import diffusion_loss, fixed_sigma_batch
+
+VAL_INDEX_OFFSET = 10**12  # validation draws never coincide with training draws
+
+
+@torch.no_grad()
+def validation_losses(unet, builder: SampleBuilder, records: list[Record], sigmas, n_samples: int, kind: str,
+                      dims, device) -> dict[str, float]:
+    """``{"val/loss_sigma_<s>": mean loss}`` over the same ``n_samples`` draws and noise at every call."""
+    was_training = unet.training
+    unet.eval()
+    out = {}
+    for sigma in sigmas:
+        samples = [builder(VAL_INDEX_OFFSET + i, records) for i in range(n_samples)]
+        batch = fixed_sigma_batch(samples, kind, dims, sigma)
+        out[f"val/loss_sigma_{sigma:g}"] = float(diffusion_loss(unet, batch, device).mean())
+    unet.train(was_training)
+    return out
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of two images in [0, 1]."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return 100.0 if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()
+
+
+@torch.no_grad()
+def validation_grid(models, dataset: ShardedDataset, record: Record, steps: int, seed: int) -> dict:
+    """Sample the first pass of the held-out ``record`` (a "matrix" record at the kind's cameras).
+
+    Returns ``{"grid": [rows*S, cols*S, 3]`` (generated rows above the ground truth), ``"psnr"``: generated novel
+    views vs the renders, ``"psnr_copy_input"``: the trivial baseline of repeating the input view}.
+    """
+    spec = KINDS[models.kind]
+    gt = dataset.rows(record, "images", slice(0, spec.frames_per_pass)).float() / 255.0  # [T, V+1, S, S, 3]
+    if gt.shape[1] != spec.views_per_pass + 1:
+        raise ValueError(f"validation record {record.rid} has {gt.shape[1]} columns; {models.kind} needs "
+                         f"{spec.views_per_pass + 1} (prepare the dataset with --matrix-kind {models.kind})")
+    frames = gt[:, 0].permute(0, 3, 1, 2) * 2.0 - 1.0  # [T, 3, S, S]
+    the_plan = plan(models.kind, spec.frames_per_pass, mode="extended", num_steps=steps)
+    first = the_plan.passes[0]
+    outputs = {}
+    if the_plan.given_reference_row:
+        outputs[REFERENCE] = gt[0, 1:].permute(0, 3, 1, 2) * 2.0 - 1.0  # ground-truth views of frame 0
+    refs = reference_images(the_plan, first, outputs)
+    was_training = models.unet.training
+    models.unet.eval()
+    result = sample_pass(models, first, frames, models.clip_embed(frames), refs, seed=seed,
+                         sigmas=get_sigmas_edm(steps))
+    models.unet.train(was_training)
+    outputs[first.index] = result.cells
+    images = assemble_matrix(the_plan, frames, outputs).images  # [T, V+1, S, S, 3]
+    generated, truth = images[:, 1:], gt[:, 1:]
+    grid = torch.cat([images, gt], 0)  # [2T, V+1, S, S, 3]
+    rows = torch.cat([torch.cat(list(r), 1) for r in grid], 0)
+    return {"grid": rows, "psnr": psnr(generated, truth),
+            "psnr_copy_input": psnr(gt[:, :1].expand_as(truth), truth)}
+
+
+def write_png(image: torch.Tensor, path) -> None:
+    """``[H, W, 3]`` in [0, 1] -> PNG (atomic)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue(), overwrite=True)

@@ -18,10 +18,8 @@ import argparse
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,15 +47,20 @@ def overrides(files: dict, out: Path, steps: int, *extra: str) -> list[str]:
             "run.val_sample_steps=0", "run.export_on_end=false", *extra]
 
 
+_WRAP = ("import json, resource, subprocess, sys, time\n"
+         "t = time.perf_counter(); r = subprocess.run(sys.argv[1:])\n"
+         "print(json.dumps([r.returncode, time.perf_counter() - t, "
+         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))")
+
+
 def launch(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; (wall seconds, peak RSS in MB of the largest child process)."""
+    """Run ``cmd`` under a fresh wrapper process; (wall seconds, peak RSS in MB of its largest descendant)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    t = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if r.returncode:
+    r = subprocess.run([sys.executable, "-c", _WRAP, *cmd], env=env, capture_output=True, text=True)
+    code, wall, rss = json.loads(r.stdout.strip().splitlines()[-1])
+    if code:
         raise RuntimeError(r.stderr[-3000:])
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return wall, rss
 
 
 def metric(out: Path, name: str) -> dict[int, float]:

@@ -257,3 +257,19 @@ def test_rules_see_the_whole_library():
     """Guard against a silently empty scan (a wrong folder would make every rule pass)."""
     assert len(LIBRARY) > 40 and "sv4d_models.pipeline.stages" in LIBRARY
     assert import_graph(LIBRARY)["sv4d_models.pipeline.stages"] >= {"sv4d_models.sampling", "sv4d_models.camera"}
+
+
+def test_reference_data_is_in_the_repository_and_shared_is_required_under_ci(monkeypatch, tmp_path):
+    """A fresh clone runs the parity tests from tests/data; a test that needs ../shared fails (not skips) in CI."""
+    import pytest
+
+    from conftest import PARITY, REFERENCE, require_shared
+
+    assert (PARITY / "fixture_a" / "expected_output.safetensors").is_file()
+    assert (REFERENCE / "sv4d_unet_keys.json").is_file() and (REFERENCE / "PROVENANCE.md").is_file()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_shared(tmp_path / "missing")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        require_shared(tmp_path / "missing")

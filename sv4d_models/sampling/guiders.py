@@ -33,13 +33,20 @@ class _TableGuider:
 
     scale: torch.Tensor
 
+    def _scale_on(self, device: torch.device, dtype: torch.dtype, n_rows: int) -> torch.Tensor:
+        """The per-row scale ``[n_rows, 1, ...]`` on ``device`` (cached: no host-device copy per sampler step)."""
+        key = (device, dtype, n_rows)
+        cache = self.__dict__.setdefault("_placed", {})
+        if key not in cache:
+            cache[key] = self.scale.to(device).repeat(n_rows // self.scale.numel()).to(dtype)
+        return cache[key]
+
     def __call__(self, pair: torch.Tensor, sigma=None) -> torch.Tensor:
         x_u, x_c = pair.chunk(2)
         n = self.scale.numel()
         if x_u.shape[0] % n:
             raise ValueError(f"{x_u.shape[0]} latents is not a multiple of the guider's num_frames={n}")
-        s = self.scale.to(x_u.device).repeat(x_u.shape[0] // n)
-        s = append_dims(s, x_u.ndim).to(x_u.dtype)
+        s = append_dims(self._scale_on(x_u.device, x_u.dtype, x_u.shape[0]), x_u.ndim)
         return x_u + s * (x_c - x_u)
 
     def table(self) -> torch.Tensor:

@@ -70,9 +70,10 @@ def sample_euler_edm(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, ext
     Returns:
         the final latent ``[N, ...]`` (the last step to sigma = 0 returns the denoised estimate).
     """
+    placed = sigmas.to(device=x.device, dtype=x.dtype)  # once, not a host-device copy per step
     for i in range(len(sigmas) - 1):
         gamma = _gamma(sigmas, i, s_churn, s_tmin, s_tmax)
-        x_next, denoised = euler_edm_step(model, x, sigmas[i], sigmas[i + 1], extra_args, gamma, s_noise, generator)
+        x_next, denoised = euler_edm_step(model, x, placed[i], placed[i + 1], extra_args, gamma, s_noise, generator)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_next": sigmas[i + 1], "denoised": denoised})
         x = x_next
@@ -121,14 +122,15 @@ def sample_dense_alternating(models: Mapping[str, Callable], x: torch.Tensor, si
     if len(step_directions) != n_steps:
         raise ValueError(f"{len(step_directions)} step directions for {n_steps} sampler steps; give one per step")
     orders = {"forward": range(n_rows), "backward": range(n_rows - 1, -1, -1)} if orders is None else orders
-    idx = _check_orders(orders, n_rows)
+    idx = {name: order.to(x.device) for name, order in _check_orders(orders, n_rows).items()}
+    placed = sigmas.to(device=x.device, dtype=x.dtype)  # once, not a host-device copy per step
     for name in set(step_directions):
         if name not in models or name not in idx:
             raise ValueError(f"step direction {name!r} needs an entry in models and orders (got {sorted(models)})")
     for i, name in enumerate(step_directions):
-        order = idx[name].to(x.device)
+        order = idx[name]
         x_dir = x[order].flatten(0, 1)
-        x_next, denoised = euler_edm_step(models[name], x_dir, sigmas[i], sigmas[i + 1])
+        x_next, denoised = euler_edm_step(models[name], x_dir, placed[i], placed[i + 1])
         if callback is not None:
             den = torch.empty_like(x)
             den[order] = denoised.view_as(x)

@@ -62,9 +62,14 @@ def check_kind(name: str, path: str, hint: str | None) -> tuple[str, tuple[int, 
     try:
         kind, dims, source = peek_checkpoint(path, hint)
     except ValueError as err:
-        if "was requested" in str(err):
-            raise ValueError(f"{name}: {err}; set model_kind to 'auto'") from None
-        raise ValueError(f"{name}: {err}; {loader_hint(str(err))}") from None
+        text = str(err)
+        if "was requested" in text:
+            raise ValueError(f"{name}: {text}; set model_kind to 'auto'") from None
+        if "it looks like " not in text:  # unreadable / truncated file: the library's message names the fix
+            raise ValueError(f"{name}: {text}") from None
+        looks = text.split("it looks like ", 1)[1].split(". Supported files", 1)[0]
+        raise ValueError(f"{name} is not an SV4D checkpoint: it looks like {looks}; {loader_hint(looks)}. "
+                         f"SV4D Checkpoint Loader takes {OFFICIAL_4D}") from None
     if kind in ORBIT_KINDS:
         raise ValueError(f"{name} is an SV3D checkpoint ({kind}), not SV4D: {loader_hint('SV3D')}. "
                          f"SV4D Checkpoint Loader takes {OFFICIAL_4D}")

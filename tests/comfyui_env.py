@@ -51,6 +51,11 @@ def comfy_in_process():
     """Make ComfyUI importable in this process on the CPU (pytorch attention, as ``--cpu
     --use-pytorch-cross-attention``) and return ``comfy.model_management``."""
     root = comfyui_path()
+    shadow = sys.modules.get("comfy")
+    if shadow is not None and Path(getattr(shadow, "__file__", None) or ".").resolve() == REPO / "__init__.py":
+        # pytest imports a checkout's root __init__.py under the folder's name: a checkout named "comfy" would hide
+        # ComfyUI's package of that name
+        del sys.modules["comfy"]
     if str(root) not in sys.path:
         sys.path.append(str(root))  # appended: the checkout's own ``nodes`` package stays first
     from comfy.cli_args import args

@@ -69,15 +69,16 @@ class FitNeRF(io.ComfyNode):
                     io.Combo.Input("preset", options=list(PRESET_NAMES), default="cpu",
                                    tooltip="cpu: preview quality, minutes on a CPU; paper: the paper's GPU recipe "
                                            "(512 px renders, 2600 steps); tiny: smoke test"),
-                    io.Int.Input("seed", default=0, min=0, max=2 ** 31 - 1, tooltip="seed of the fit's init / batches"),
+                    io.Int.Input("nerf_seed", default=0, min=0, max=2 ** 31 - 1,
+                                 tooltip="seed of the fit's initialisation and batches"),
                     io.Float.Input("mask_threshold", default=0.97, min=0.5, max=1.0, step=0.005,
                                    tooltip="pixels with every channel at or above this are background (white)")],
             outputs=[NeRF.Output(display_name="nerf", tooltip="the fitted dynamic NeRF")],
         )
 
     @classmethod
-    def execute(cls, matrix: ImageMatrixValue, preset: str, seed: int, mask_threshold: float) -> io.NodeOutput:
-        return io.NodeOutput(fit(matrix, preset, seed, mask_threshold))
+    def execute(cls, matrix: ImageMatrixValue, preset: str, nerf_seed: int, mask_threshold: float) -> io.NodeOutput:
+        return io.NodeOutput(fit(matrix, preset, nerf_seed, mask_threshold))
 
 
 class RenderTurntable(io.ComfyNode):

@@ -6,15 +6,18 @@ checkpoint names are the official file names.
 from __future__ import annotations
 
 import json
+import uuid
 
-from comfyui_workflows import EXAMPLES, EXTRA_WIDGETS, INPUT_VIDEO, WORKFLOWS, load_schemas, sockets, widgets
+from comfyui_workflows import (API_EXTRAS, EXAMPLES, EXTRA_WIDGETS, INPUT_VIDEO, WORKFLOWS, load_schemas, sockets,
+                              widgets)
 
 GROUPS = {  # stage -> (title, colour)
     "input": ("1 · input video", "#3f789e"), "reference": ("2 · reference orbit (SV3D)", "#8A8"),
     "sampling": ("3 · SV4D sampling", "#a1309b"), "grid": ("4 · image matrix and videos", "#b58b2a"),
-    "recon": ("5 · 4D reconstruction and export", "#88A"),
+    "recon": ("5 · 4D reconstruction", "#88A"), "export": ("6 · export and 3D preview", "#3f789e"),
 }
-COLUMN_X = {"input": 0, "reference": 380, "sampling": 760, "grid": 1140, "recon": 1520}
+COLUMN_X = {"input": 0, "reference": 360, "sampling": 720, "grid": 1080, "recon": 1440, "export": 1800}
+SIZES = {"Preview3D": [320, 420]}  # the 3D viewer needs room
 ORBIT = {"seed": 23, "steps": 20, "elevation_deg": 10.0, "elevations_deg": "", "azimuths_deg": ""}
 SV4D_SAMPLING = {"seed": 23, "steps": 20, "cfg": 2.0, "min_cfg": 1.0}
 SV4D2_SAMPLING = {"seed": 23, "steps": 50, "cfg": 2.0, "min_cfg": 1.0}
@@ -60,14 +63,14 @@ def full() -> list:
              {**_models(), "video": (2, 0), "orbit": (4, 0), "cameras": (4, 1)}),
             (8, "SV4D_SampleDense", "sampling", SV4D_SAMPLING, {**_models(), "passes": (7, 0)}),
             *_grid(8, "sv4d"),
-            (12, "SV4D_FitNeRF", "recon", {"preset": "cpu", "seed": 0, "mask_threshold": 0.97}, {"matrix": (9, 4)}),
+            (12, "SV4D_FitNeRF", "recon", {"preset": "cpu", "nerf_seed": 0, "mask_threshold": 0.97}, {"matrix": (9, 4)}),
             (13, "SV4D_RenderTurntable", "recon", {"frames": 48, "size": 256, "fps": 10.0}, {"nerf": (12, 0)}),
             (14, "SaveVideo", "recon", {"filename_prefix": "sv4d/turntable", "format": "auto", "codec": "auto"},
              {"video": (13, 1)}),
-            (15, "SV4D_ExportAsset", "recon", {"filename_prefix": "sv4d/asset", "mesh_resolution": 128,
+            (15, "SV4D_ExportAsset", "export", {"filename_prefix": "sv4d/asset", "mesh_resolution": 128,
                                                "mesh_threshold": 25.0, "fps": 10.0, "mesh_format": "ply"},
              {"nerf": (12, 0)}),
-            (16, "Preview3D", "recon", {"model_file": ""}, {"model_file": (15, 0)})]
+            (16, "Preview3D", "export", {"model_file": ""}, {"model_file": (15, 0)})]
 
 
 def novel_views() -> list:
@@ -94,6 +97,7 @@ def to_api(spec: list, schemas: dict) -> dict:
     for nid, typ, _, values, links in spec:
         inputs = {name: values[name] for name, _ in widgets(schemas[typ]) if name in values}
         inputs.update({name: [str(src), slot] for name, (src, slot) in links.items()})
+        inputs.update(API_EXTRAS.get(typ, {}))
         api[str(nid)] = {"class_type": typ, "inputs": inputs,
                          "_meta": {"title": schemas[typ].get("display_name", typ)}}
     return api
@@ -113,8 +117,8 @@ def _ui_node(nid: int, typ: str, schema: dict, values: dict, in_links: dict, out
         wv.append(values.get(name, ""))
         if control:
             wv.append("fixed")
-    n_rows = len(inputs) + len(outputs) + len(wv)
-    return {"id": nid, "type": typ, "pos": pos, "size": [330, 46 + 24 * n_rows], "flags": {}, "order": order,
+    size = SIZES.get(typ, [320, 30 + 20 * max(len(inputs), len(outputs)) + 24 * len(wv)])
+    return {"id": nid, "type": typ, "pos": pos, "size": size, "flags": {}, "order": order,
             "mode": 0, "inputs": inputs, "outputs": outputs, "properties": {"Node name for S&R": typ},
             "widgets_values": wv + EXTRA_WIDGETS.get(typ, [])}
 
@@ -133,16 +137,16 @@ def to_ui(spec: list, schemas: dict, name: str) -> dict:
         y = rows.get(stage, 60)
         node = _ui_node(nid, typ, schemas[typ], values, in_links.get(nid, {}), out_links.get(nid, {}),
                         [COLUMN_X[stage], y], order)
-        rows[stage] = y + node["size"][1] + 60
+        rows[stage] = y + node["size"][1] + 50
         nodes.append(node)
     by_id = {n["id"]: n for n in nodes}
     for link in links:  # target slot index = position among the target node's inputs
         link[4] = next(i for i, s in enumerate(by_id[link[3]]["inputs"]) if s["link"] == link[0])
-    groups = [{"title": GROUPS[s][0], "bounding": [COLUMN_X[s] - 20, 0, 370, rows[s] - 20], "color": GROUPS[s][1],
+    groups = [{"title": GROUPS[s][0], "bounding": [COLUMN_X[s] - 15, 0, 350, rows[s] - 20], "color": GROUPS[s][1],
                "font_size": 22, "flags": {}} for s in COLUMN_X if s in rows]
-    return {"id": f"sv4d-{name}", "revision": 0, "last_node_id": max(by_id), "last_link_id": len(links),
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-sv4d/{name}")), "revision": 0, "last_node_id": max(by_id), "last_link_id": len(links),
             "nodes": nodes, "links": links, "groups": groups, "config": {},
-            "extra": {"ds": {"scale": 0.6, "offset": [40, 40]}, "frontendVersion": "1.27.10"}, "version": 0.4}
+            "extra": {"ds": {"scale": 0.86, "offset": [15, 25]}, "frontendVersion": "1.27.10"}, "version": 0.4}
 
 
 def build(name: str, schemas: dict | None = None) -> tuple[dict, dict]:

@@ -18,6 +18,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 FILE_COMBOS = {("LoadVideo", "file"), ("ImageOnlyCheckpointLoader", "ckpt_name"), ("SV4D_CheckpointLoader", "ckpt_name"),
                ("SV4DTest_TinySV3DLoader", "ckpt_name")}  # options depend on the files of an install
 EXTRA_WIDGETS = {"LoadVideo": ["image"], "Preview3D": [""]}  # frontend-only widgets after the schema's ones
+API_EXTRAS = {"Preview3D": {"image": ""}}  # frontend-only widgets the frontend also puts into the API prompt
 OFFICIAL_FILES = {"sv4d.safetensors", "sv4d2.safetensors", "sv4d2_8views.safetensors", "sv3d_u.safetensors",
                   "sv3d_p.safetensors"}
 INPUT_VIDEO = "sv4d_input.mp4"
@@ -61,8 +62,9 @@ def widgets(schema: dict) -> list[tuple[str, bool]]:
     for name in names:
         spec = input_spec(schema, name)
         if spec is not None and input_type(spec) in WIDGET_TYPES:
-            opts = spec[1] if len(spec) > 1 else {}
-            out.append((name, bool(opts.get("control_after_generate"))))
+            opts = spec[1] if len(spec) > 1 else {}  # the frontend adds a control to any INT named seed / noise_seed
+            control = opts.get("control_after_generate", input_type(spec) == "INT" and name in ("seed", "noise_seed"))
+            out.append((name, bool(control)))
     return out
 
 
@@ -104,6 +106,7 @@ def ui_to_api(ui: dict, schemas: dict) -> dict:
                 values.pop(0)
             inputs[name] = linked.pop(name, value)
         inputs.update(linked)
+        inputs.update(API_EXTRAS.get(node["type"], {}))
         api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return api
 
@@ -156,7 +159,8 @@ def validate_api(api: dict, schemas: dict) -> list[str]:
                                       f"{input_type(spec)}")
                 elif input_type(spec) in WIDGET_TYPES:
                     errors.append(_check_widget(node["class_type"], name, spec, value))
-        unknown = set(node["inputs"]) - set(schema["input"].get("required", {})) - set(schema["input"].get("optional", {}))
+        unknown = (set(node["inputs"]) - set(schema["input"].get("required", {})) - set(schema["input"].get("optional", {}))
+                   - set(API_EXTRAS.get(node["class_type"], {})))
         errors += [f"node {nid} {node['class_type']}: unknown input {u!r}" for u in sorted(unknown)]
     return [e for e in errors if e]
 

@@ -18,7 +18,7 @@ from sv4d_models.tiny_checkpoint import write_tiny_checkpoint
 pytestmark = pytest.mark.comfyui
 SIZE, STEPS = 32, 2
 ENCODER_TOL = 1e-5  # observed: CLIP 1.4e-6, VAE encode 2.6e-6, decode 1.9e-6 (ComfyUI's own CLIP / VAE modules)
-PATH_TOL = 2e-3  # observed 1.1e-4: the encoders' rounding carried through 2 random tiny networks
+PATH_TOL = 1e-3  # observed <= 1.3e-4: the encoders' rounding carried through two random tiny networks
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io
 
+from sv4d_models.kinds import FOUR_D_KINDS
+
 from .comfy_bridge import ComfySamplingModels, StepProgress, should_stop
 from .inputs import model_frames, same_size
 from .runs import PassSettings, count_steps, is_first_stage, run_passes, start_run
@@ -43,7 +45,14 @@ def mode_input() -> io.Combo.Input:
                                   "when it can run the video, else extended")
 
 
+def check_4d(models: ComfySamplingModels) -> None:
+    if models.kind not in FOUR_D_KINDS:
+        raise ValueError(f"the MODEL is {models.kind!r} (SV3D): connect SV4D Checkpoint Loader's MODEL / CLIP_VISION "
+                         "/ VAE here; the SV3D model belongs in SV4D Reference Orbit (SV3D)")
+
+
 def start(models: ComfySamplingModels, video, orbit, cameras, mode: str, steps: int, sigmas) -> SampledPasses:
+    check_4d(models)
     frames = model_frames(video)
     if orbit is not None:
         same_size("the orbit", orbit, frames.shape[-1])
@@ -53,6 +62,7 @@ def start(models: ComfySamplingModels, video, orbit, cameras, mode: str, steps: 
 
 def sample(models: ComfySamplingModels, state: SampledPasses, select, settings: PassSettings) -> SampledPasses:
     """Run the selected passes with one progress bar over all their steps."""
+    check_4d(models)
     if state.kind != models.kind:
         raise ValueError(f"the passes were sampled with a {state.kind!r} model but this MODEL is {models.kind!r}; "
                          "connect the same SV4D Checkpoint Loader to both sampling nodes")

@@ -228,5 +228,23 @@ def test_bad_input_names_the_fix(comfy):
     cams = inputs.MakeCameras.execute("sv4d2", "", "").result[0]
     with pytest.raises(ValueError, match="cameras describe 5 sv4d2 views but the MODEL is 'sv4d'"):
         samp.SampleAnchors.execute(*args, video(9), 23, STEPS, 0.0, 0.0, "auto", orbit=video(21), cameras=cams)
-    with pytest.raises(ValueError, match="not an SV4D / SV3D model|reference orbit needs SV3D"):
+    with pytest.raises(ValueError, match="the reference orbit needs SV3D: load sv3d_u"):
         ref.SampleReferenceOrbit.execute(video(9), 23, STEPS, 10.0, "", "", *args)
+    from comfyui_tiny_sv3d import load_tiny_sv3d
+
+    sv3d = load_tiny_sv3d(str(ckpts / "sv3d_u_tiny.safetensors"))
+    with pytest.raises(ValueError, match="'sv3d_u' \\(SV3D\\): connect SV4D Checkpoint Loader"):
+        samp.SampleAnchors.execute(*sv3d, video(9), 23, STEPS, 0.0, 0.0, "auto")
+
+
+def test_core_sigmas_drive_the_sampler(comfy):
+    """A core scheduler's SIGMAS (k-diffusion's Karras schedule, what KarrasScheduler outputs) with the official
+    range is the official EDM schedule bit for bit, so it gives the same images."""
+    from comfy.k_diffusion.sampling import get_sigmas_karras
+
+    samp = pack_module("nodes.sampling")
+    model, cv, vae = load("sv4d2_tiny.safetensors")
+    sigmas = get_sigmas_karras(3, 0.002, 700.0, rho=7.0)
+    a = samp.SampleAnchors.execute(model, cv, vae, video(12), 5, 0, 0.0, 0.0, "auto", sigmas=sigmas).result[0]
+    b = samp.SampleAnchors.execute(model, cv, vae, video(12), 5, 3, 0.0, 0.0, "auto").result[0]
+    assert a.done() == b.done() == [0] and torch.equal(a.outputs[0], b.outputs[0])

@@ -134,18 +134,17 @@ def _clip_json(sd: dict[str, torch.Tensor]) -> dict:
 def load_clip_vision(src: CheckpointSource) -> comfy.clip_vision.ClipVisionModel:
     """The conditioner's OpenCLIP image tower as ComfyUI's ``ClipVisionModel`` (strict: missing keys raise)."""
     prefix = CLIP_PREFIX + "visual."
-    sd = {k: src.tensor(k) for k in src.keys() if k.startswith(prefix)}
-    sd = comfy.clip_vision.convert_to_transformers(sd, prefix)
-    converted = dict(sd)
-    clip = comfy.clip_vision.load_clipvision_from_sd(sd)  # ViT-H (the released files): ComfyUI's own config
-    if clip is None:  # non-standard width (tiny test checkpoints): same class, config from the shapes
+    sd = comfy.clip_vision.convert_to_transformers({k: src.tensor(k) for k in src.keys() if k.startswith(prefix)},
+                                                   prefix)
+    clip = comfy.clip_vision.load_clipvision_from_sd(dict(sd))  # ViT-H (the released files): ComfyUI's own config
+    if clip is None:  # non-standard width (tiny test checkpoints): the same class, config from the shapes
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "clip_vision_config.json")
             with open(path, "w", encoding="utf-8") as f:
-                json.dump(_clip_json(converted), f)
+                json.dump(_clip_json(sd), f)
             clip = comfy.clip_vision.ClipVisionModel(path)
-    missing, _ = clip.load_sd(converted)
-    missing = [k for k in missing if not k.endswith("position_ids")]
+        clip.load_sd(sd)
+    missing = sorted(k for k in set(clip.model.state_dict()) - set(sd) if not k.endswith("position_ids"))
     if missing:
         raise ValueError(f"{src.name()}: the CLIP image tower misses {len(missing)} weights (e.g. {missing[0]}); "
                          "the file is damaged or not an SV4D checkpoint: download it again")

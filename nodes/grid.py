@@ -1,8 +1,8 @@
 """SV4D Assemble Grid: the sampled passes -> the V+1 views x F frames image matrix, as ComfyUI types.
 
-Outputs: one IMAGE batch per view and one core VIDEO per view (list outputs: a downstream SaveVideo /
-VHS_VideoCombine / PreviewImage runs once per view), the whole grid as one IMAGE, the cameras as nerfstudio
-``transforms.json`` text, and the matrix for the 4D reconstruction nodes.
+Outputs: one IMAGE batch per view and one core VIDEO per view (list outputs: a downstream node runs once per
+view: core SaveVideo on the videos, VHS_VideoCombine / PreviewImage on the IMAGE batches), the whole grid as one
+IMAGE, the cameras as nerfstudio ``transforms.json`` text, and the matrix for the 4D reconstruction nodes.
 """
 from __future__ import annotations
 
@@ -60,11 +60,12 @@ class AssembleGrid(io.ComfyNode):
                                  tooltip="side of one cell in the grid IMAGE (0 = full size; the full 21 x 9 grid at "
                                          "576 px is 12096 x 5184)")],
             outputs=[io.Image.Output(display_name="views", is_output_list=True,
-                                     tooltip="one IMAGE batch [F, S, S, 3] per view (list, view 0 = the input)"),
+                                     tooltip="one IMAGE batch [F, S, S, 3] per view (list, view 0 = the input; "
+                                             "VHS_VideoCombine takes it)"),
                      io.Image.Output(display_name="grid", tooltip="the whole matrix as one IMAGE: rows = frames, "
                                                                    "columns = views"),
                      io.Video.Output(display_name="videos", is_output_list=True,
-                                     tooltip="one core VIDEO per view (list; SaveVideo / VHS_VideoCombine take it)"),
+                                     tooltip="one core VIDEO per view (list; core SaveVideo takes it)"),
                      io.String.Output(display_name="cameras_json", tooltip="nerfstudio-style transforms.json of "
                                                                            "every (frame, view) image"),
                      Matrix.Output(display_name="matrix", tooltip="the matrix with cameras and times, for SV4D Fit "

@@ -63,7 +63,8 @@ class ComfyServer:
                "--output-directory", str(self.output), "--input-directory", str(self.input),
                "--temp-directory", str(self.temp), "--user-directory", str(self.work / "user"),
                "--database-url", f"sqlite:///{self.work / 'comfyui.db'}", "--preview-method", "latent2rgb"]
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
+        # single-threaded like the in-process tests (conftest): OpenMP threads stall badly on a shared 2-core box
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("SV4D_TEST_THREADS", "1"), PYTHONUNBUFFERED="1")
         self.log = open(self.log_path, "w", encoding="utf-8")
         self.process = subprocess.Popen(cmd, cwd=self.comfyui, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)

@@ -4,6 +4,7 @@ for bit, the node path gives SV4DPipeline.run's images, progress / previews / Ca
 fails with messages that name the fix."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -248,3 +249,16 @@ def test_core_sigmas_drive_the_sampler(comfy):
     a = samp.SampleAnchors.execute(model, cv, vae, video(12), 5, 0, 0.0, 0.0, "auto", sigmas=sigmas).result[0]
     b = samp.SampleAnchors.execute(model, cv, vae, video(12), 5, 3, 0.0, 0.0, "auto").result[0]
     assert a.done() == b.done() == [0] and torch.equal(a.outputs[0], b.outputs[0])
+
+
+@pytest.mark.parametrize("kind", ["sv4d", "sv4d2"])
+def test_core_detection_takes_sv4d_for_sv3d_p(comfy, kind):
+    """Why the README warns against core Image Only Checkpoint Loader for SV4D files: ComfyUI's detection, fed the
+    official UNet key set and shapes (meta tensors), picks SV3D_p."""
+    import comfy.model_detection
+    from conftest import REFERENCE, require_shared
+
+    keys = json.loads(require_shared(REFERENCE / f"{kind}_unet_keys.json").read_text())["keys"]
+    sd = {k: torch.empty(v["shape"], device="meta") for k, v in keys.items()}
+    config = comfy.model_detection.model_config_from_unet(sd, "model.diffusion_model.")
+    assert type(config).__name__ == "SV3D_p"

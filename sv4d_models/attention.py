@@ -4,7 +4,9 @@ Tensor layouts and reshapes reproduce the released Stability code literally (spe
 including SV4D 2.0's ``use_3d_attention`` grouping, which attends over runs of V consecutive entries of the
 flattened (batch, view, pixel) index rather than over views. Attention runs through
 ``torch.nn.functional.scaled_dot_product_attention``; ``backend="naive"`` computes softmax(QK^T)V explicitly
-(the reference formulation, used by the benchmark).
+(the reference formulation, used by the benchmark). A callable backend ``fn(q, k, v, heads) -> out`` (q, k, v and
+out ``[b, L, heads * dim_head]``, the signature of ComfyUI's ``optimized_attention``) lets a host application
+choose the kernel.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class Attention(nn.Module):
         if context.shape[1] == 1 and self.backend != "naive":
             # One key: softmax over a single score is exactly 1, so the output is to_out(to_v(ctx)) for every query.
             return self.to_out(self.to_v(context)).expand(b, n, -1)
+        if callable(self.backend):  # host kernel, e.g. ComfyUI's optimized_attention: [b, L, h*d] in and out
+            return self.to_out(self.backend(*self._project(x, context), self.heads))
         q, k, v = self._project(x, context)
         q, k, v = (t.view(b, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))  # [b, h, L, d]
         if self.backend == "naive":
@@ -56,10 +60,12 @@ class Attention(nn.Module):
         return F.linear(x, weight).chunk(3, dim=-1)
 
 
-def set_attention_backend(module: nn.Module, backend: str) -> nn.Module:
-    """Switch every attention layer of ``module`` to ``"sdpa"`` (default) or ``"naive"``."""
-    if backend not in ATTENTION_BACKENDS:
-        raise ValueError(f"attention backend {backend!r} is not supported; use one of {ATTENTION_BACKENDS}")
+def set_attention_backend(module: nn.Module, backend) -> nn.Module:
+    """Switch every attention layer of ``module`` to ``"sdpa"`` (default), ``"naive"`` or a callable
+    ``fn(q, k, v, heads)`` with ComfyUI's ``optimized_attention`` signature (``[b, L, heads * dim_head]``)."""
+    if not callable(backend) and backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention backend {backend!r} is not supported; use one of {ATTENTION_BACKENDS} or a "
+                         "callable fn(q, k, v, heads)")
     for m in module.modules():
         if isinstance(m, Attention):
             m.backend = backend

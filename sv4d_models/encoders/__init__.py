@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "TEXT_LEFTOVER_KEYS": ".clip",
     "ClipVisionConfig": ".clip",
     "ClipImageEncoder": ".clip",
+    "clip_pixels": ".clip",
     "build_clip_visual": ".clip",
     "infer_clip_config": ".clip",
     "load_clip_image_encoder": ".clip",

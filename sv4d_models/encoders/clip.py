@@ -30,6 +30,7 @@ __all__ = [
     "TEXT_LEFTOVER_KEYS",
     "ClipVisionConfig",
     "ClipImageEncoder",
+    "clip_pixels",
     "build_clip_visual",
     "infer_clip_config",
     "load_clip_image_encoder",
@@ -98,6 +99,21 @@ def build_clip_visual(cfg: ClipVisionConfig) -> nn.Module:
     )
 
 
+def clip_pixels(x: torch.Tensor, size: int = 224, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+    """The official preprocessing: [B, 3, H, W] in [-1, 1] -> kornia-0.6.9 antialiased bicubic resize to ``size``
+    (align_corners) -> (x + 1) / 2 -> (x - mean) / std: CLIP-normalised [B, 3, size, size] float32.
+
+    Also what the ComfyUI nodes feed ComfyUI's CLIP vision tower (whose own ``clip_preprocess`` resizes differently
+    and rounds pixels to 1/255 steps)."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images [B, 3, H, W] in [-1, 1], got shape {tuple(x.shape)}")
+    x = resize(x.float(), (size, size), interpolation="bicubic", align_corners=True, antialias=True)
+    x = (x + 1.0) / 2.0
+    mean = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 class ClipImageEncoder(nn.Module):
     """SV3D/SV4D CLIP image embedder: images [B, 3, H, W] in [-1, 1] -> pooled embeddings [B, output_dim]."""
 
@@ -108,14 +124,7 @@ class ClipImageEncoder(nn.Module):
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in [-1, 1] -> CLIP-normalised [B, 3, S, S] float32 (S = image_size)."""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images [B, 3, H, W] in [-1, 1], got shape {tuple(x.shape)}")
-        size = self.config.image_size
-        x = resize(x.float(), (size, size), interpolation="bicubic", align_corners=True, antialias=True)
-        x = (x + 1.0) / 2.0
-        mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return clip_pixels(x, self.config.image_size)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.visual.conv1.weight

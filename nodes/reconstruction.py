@@ -1,0 +1,152 @@
+"""4D reconstruction nodes: fit a dynamic NeRF to the image matrix, render a turntable, export the 4D asset.
+
+The fit keeps its checkpoint in a work dir under ComfyUI's temp folder keyed by the matrix and the settings, so a
+Cancelled fit continues when queued again. The export writes a numbered folder under the output folder
+(animated GLB for core Preview3D, per-frame meshes, transforms.json) that appears only once complete.
+"""
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+import folder_paths
+from comfy_api.latest import InputImpl, Types, io, ui
+
+from sv4d_models.export.mesh import MeshConfig
+from sv4d_models.export.video import render_turntable
+from sv4d_models.nerf.fit import fit_dynamic_nerf
+from sv4d_models.nerf.fit_config import PRESETS
+
+from .asset import GLB_NAME, output_target, publish, write_asset
+from .comfy_bridge import should_stop
+from .sockets import Matrix, NeRF
+from .values import ImageMatrixValue, NeRFValue, run_key
+
+PRESET_NAMES = {"cpu": "cpu", "paper": "gpu", "tiny": "tiny"}  # widget value -> sv4d_models.nerf PRESETS key
+
+
+def fit_config(preset: str, seed: int, key: str):
+    config = PRESETS[PRESET_NAMES[preset]]()
+    folder = Path(folder_paths.get_temp_directory()) / "sv4d" / f"nerf-{key[:24]}"
+    return dataclasses.replace(config, seed=int(seed), checkpoint_dir=str(folder))
+
+
+def fit(matrix: ImageMatrixValue, preset: str, seed: int, mask_threshold: float) -> NeRFValue:
+    """Fit on ComfyUI's device with a progress bar; white pixels (all channels >= threshold) are background.
+
+    ComfyUI runs nodes under ``torch.inference_mode()``; the fit needs autograd, so it runs with inference mode
+    off on fresh copies of its inputs (inference tensors cannot take part in backward)."""
+    device = mm.get_torch_device()
+    mm.free_memory(4 * 1024 ** 3 if preset == "paper" else 1024 ** 3, device)
+    key = run_key("sv4d-nerf", preset, int(seed), float(mask_threshold), tensors=(matrix.images,))
+    config = fit_config(preset, seed, key)
+    bar = comfy.utils.ProgressBar(config.total_steps)
+    with torch.inference_mode(False), torch.enable_grad():
+        images = matrix.images.clone().to(device)
+        masks = (images < mask_threshold).any(-1).float()
+        cams = dataclasses.replace(matrix.cameras, **{f.name: getattr(matrix.cameras, f.name).clone()
+                                                       for f in dataclasses.fields(matrix.cameras)
+                                                       if torch.is_tensor(getattr(matrix.cameras, f.name))})
+        result = fit_dynamic_nerf(images, masks, cams, matrix.times.clone(), config,
+                                  callback=lambda info: bar.update_absolute(int(info["step"])), should_stop=should_stop)
+    mm.soft_empty_cache()
+    return NeRFValue(result, matrix, masks.cpu(), preset)
+
+
+class FitNeRF(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SV4D_FitNeRF", display_name="SV4D Fit 4D NeRF", category="SV4D/reconstruction",
+            description="Dynamic NeRF fit to the image matrix (static frame-0 stage, then the deformation field), "
+                        "following SV4D section 3.2.",
+            inputs=[Matrix.Input("matrix", tooltip="the image matrix from SV4D Assemble Grid"),
+                    io.Combo.Input("preset", options=list(PRESET_NAMES), default="cpu",
+                                   tooltip="cpu: preview quality, minutes on a CPU; paper: the paper's GPU recipe "
+                                           "(512 px renders, 2600 steps); tiny: smoke test"),
+                    io.Int.Input("nerf_seed", default=0, min=0, max=2 ** 31 - 1,
+                                 tooltip="seed of the fit's initialisation and batches"),
+                    io.Float.Input("mask_threshold", default=0.97, min=0.5, max=1.0, step=0.005,
+                                   tooltip="pixels with every channel at or above this are background (white)")],
+            outputs=[NeRF.Output(display_name="nerf", tooltip="the fitted dynamic NeRF")],
+        )
+
+    @classmethod
+    def execute(cls, matrix: ImageMatrixValue, preset: str, nerf_seed: int, mask_threshold: float) -> io.NodeOutput:
+        return io.NodeOutput(fit(matrix, preset, nerf_seed, mask_threshold))
+
+
+class RenderTurntable(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SV4D_RenderTurntable", display_name="SV4D Render Turntable", category="SV4D/reconstruction",
+            description="Renders the NeRF from a camera circling the object while time loops (ping-pong).",
+            inputs=[NeRF.Input("nerf", tooltip="the fitted NeRF (SV4D Fit 4D NeRF)"),
+                    io.Int.Input("frames", default=48, min=2, max=1000, tooltip="frames of the turntable"),
+                    io.Int.Input("size", default=256, min=16, max=2048, step=8, tooltip="image side in pixels"),
+                    io.Float.Input("fps", default=10.0, min=0.1, max=120.0, step=0.1, tooltip="video frame rate")],
+            outputs=[io.Image.Output(display_name="images", tooltip="turntable frames [N, size, size, 3]"),
+                     io.Video.Output(display_name="video", tooltip="the turntable as a core VIDEO")],
+        )
+
+    @classmethod
+    def execute(cls, nerf: NeRFValue, frames: int, size: int, fps: float) -> io.NodeOutput:
+        bar = comfy.utils.ProgressBar(frames)
+
+        def render_fn(cams, t: float, height: int, width: int) -> torch.Tensor:
+            should_stop()
+            with torch.no_grad():
+                rgb = nerf.fit.render(cams, t, height, width, normals=None)["rgb"].clamp(0, 1)
+            bar.update(1)
+            return rgb
+
+        images, _ = render_turntable(render_fn, frames, size, elevation_deg=float(nerf.matrix.cameras.elevation_deg[0]))
+        images = images.float().cpu().contiguous()
+        video = InputImpl.VideoFromComponents(Types.VideoComponents(images=images,
+                                                                    frame_rate=Fraction(fps).limit_denominator(1000)))
+        return io.NodeOutput(images, video)
+
+
+class ExportAsset(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SV4D_ExportAsset", display_name="SV4D Export 4D Asset", category="SV4D/reconstruction",
+            description="Writes <output>/<prefix>_NNNNN_/: animated.glb (connect glb_path to core Preview3D), "
+                        "meshes/frame_*.ply|obj + sequence.json, cameras/transforms.json + images.",
+            is_output_node=True,
+            inputs=[NeRF.Input("nerf", tooltip="the fitted NeRF (SV4D Fit 4D NeRF)"),
+                    io.String.Input("filename_prefix", default="sv4d/asset",
+                                    tooltip="folder name inside ComfyUI's output folder (a number is appended)"),
+                    io.Int.Input("mesh_resolution", default=128, min=16, max=512, step=8,
+                                 tooltip="marching-cubes grid per axis (GPU: 256)"),
+                    io.Float.Input("mesh_threshold", default=25.0, min=0.01, max=1000.0, step=0.5,
+                                   tooltip="density of the exported surface"),
+                    io.Float.Input("fps", default=10.0, min=0.1, max=120.0, step=0.1, tooltip="GLB animation rate"),
+                    io.Combo.Input("mesh_format", options=["ply", "obj"], default="ply",
+                                   tooltip="file format of the per-frame meshes")],
+            outputs=[io.String.Output(display_name="glb_path", tooltip="the GLB's path relative to the output folder "
+                                                                       "(core Preview3D's model_file)")],
+        )
+
+    @classmethod
+    def execute(cls, nerf: NeRFValue, filename_prefix: str, mesh_resolution: int, mesh_threshold: float,
+                fps: float, mesh_format: str) -> io.NodeOutput:
+        final, relative = output_target(folder_paths.get_output_directory(), filename_prefix)
+        m = nerf.matrix
+        mesh = MeshConfig(resolution=mesh_resolution, threshold=mesh_threshold,
+                          aabb_half_size=nerf.fit.config.field.aabb_half_size)
+        bar = comfy.utils.ProgressBar(m.n_frames)
+        progress = lambda done, total: (should_stop(), bar.update_absolute(done, total))  # noqa: E731
+        publish(final, lambda folder: write_asset(folder, nerf.fit, m, nerf.masks, mesh, fps, mesh_format, progress))
+        glb = f"{relative}/{GLB_NAME}"
+        return io.NodeOutput(glb, ui=ui.PreviewText(f"wrote {glb}, {m.n_frames} meshes, cameras/transforms.json"))
+
+
+NODES = [FitNeRF, RenderTurntable, ExportAsset]

@@ -1,0 +1,50 @@
+"""The pack's socket types (``SV4D_<NOUN>``) and input factories shared by several nodes.
+
+The values on these sockets are the classes of ``values.py``: SV4D_CAMERAS -> ``CameraSpec``, SV4D_PASSES ->
+``SampledPasses``, SV4D_MATRIX -> ``ImageMatrixValue``, SV4D_NERF -> ``NeRFValue``.
+"""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+Cameras = io.Custom("SV4D_CAMERAS")
+Passes = io.Custom("SV4D_PASSES")
+Matrix = io.Custom("SV4D_MATRIX")
+NeRF = io.Custom("SV4D_NERF")
+
+SEED_TOOLTIP = "base seed: pass k samples with a seed mixed from (seed, k), so a resumed or re-queued run is exact"
+
+
+def video_input(name: str = "video", tooltip: str = "the input video: an IMAGE batch (frames) or a core VIDEO",
+                optional: bool = False) -> io.MultiType.Input:
+    """An input taking an IMAGE batch or a core VIDEO."""
+    return io.MultiType.Input(name, types=[io.Image, io.Video], tooltip=tooltip, optional=optional)
+
+
+def seed_input(default: int = 23) -> io.Int.Input:
+    return io.Int.Input("seed", default=default, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                        tooltip=SEED_TOOLTIP)
+
+
+def model_inputs(what: str, optional: bool = False, lazy: bool = False) -> list:
+    """MODEL, CLIP_VISION and VAE inputs of one loader (``what`` names it in the tooltips)."""
+    return [io.Model.Input("model", tooltip=f"{what} MODEL", optional=optional, lazy=lazy or None),
+            io.ClipVision.Input("clip_vision", tooltip=f"{what} CLIP_VISION (the image conditioning)",
+                                optional=optional, lazy=lazy or None),
+            io.Vae.Input("vae", tooltip=f"{what} VAE (conditioning latents and the decoder)", optional=optional,
+                         lazy=lazy or None)]
+
+
+def guidance_inputs() -> list:
+    """steps / cfg / min_cfg widgets; 0 means the model kind's official value."""
+    return [io.Int.Input("steps", default=0, min=0, max=500,
+                         tooltip="sampler steps per pass; 0 = official (sv4d 20, sv4d2 / sv4d2_8views 50); "
+                                 "ignored when sigmas are connected"),
+            io.Float.Input("cfg", default=0.0, min=0.0, max=30.0, step=0.05, round=0.001,
+                           tooltip="maximum guidance scale; 0 = official (sv4d 2.0, sv4d2 2.0, sv4d2_8views 2.5)"),
+            io.Float.Input("min_cfg", default=0.0, min=0.0, max=30.0, step=0.05, round=0.001,
+                           tooltip="minimum guidance scale of the per-frame / per-view guider; 0 = official "
+                                   "(sv4d 1.0, sv4d2 1.0, sv4d2_8views 1.5)"),
+            io.Sigmas.Input("sigmas", optional=True,
+                            tooltip="optional noise schedule from any core scheduler node (steps = its length - 1); "
+                                    "empty = the official EDM schedule (sigma 700 -> 0.002, rho 7)")]

@@ -21,6 +21,7 @@ from ..stopping import JobInterrupted, StopCheck, stop_requested
 from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
 from .fit_steps import TrainState, build_state, train_step
+from .guard import DivergenceGuard
 from .renderer import OccupancyGrid, render
 
 CHECKPOINT_NAME = "nerf_checkpoint.pt"
@@ -34,6 +35,7 @@ class NeRFFitResult:
     config: NeRFFitConfig
     step: int  # steps completed
     history: list = field(default_factory=list)  # per-step dicts of float loss terms
+    rollbacks: list = field(default_factory=list)  # divergence-guard events (nerf/guard.py)
 
     def render(self, cameras: Cameras, times, height: int, width: int | None = None, **kw) -> dict:
         kw.setdefault("n_samples", self.config.n_samples)
@@ -69,7 +71,7 @@ def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: 
                "data": data_id, "step": state.step, "model": state.model.state_dict(),
                "optimizer": state.optimizer.state_dict(),
                "occupancy": state.occupancy.state_dict() if state.occupancy is not None else None,
-               "rng": state.generator.get_state(), "history": state.history}
+               "rng": state.generator.get_state(), "history": state.history, "lr_scale": state.lr_scale}
     atomic_torch_save(payload, path)
 
 
@@ -98,6 +100,7 @@ def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: 
     state.generator.set_state(payload["rng"])
     state.step = int(payload["step"])
     state.history = list(payload["history"])
+    state.lr_scale = float(payload.get("lr_scale", 1.0))
 
 
 def load_fit_result(path: str | Path, device: str | torch.device = "cpu",
@@ -123,8 +126,20 @@ def _check_inputs(images, masks, times):
     if masks.shape != images.shape[:-1]:
         raise ValueError(f"masks must be [F, V, H, W] = {tuple(images.shape[:-1])}, got {tuple(masks.shape)}")
     t = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
-    if t.numel() != images.shape[0] or bool((t < 0).any() or (t > 1).any()):
+    if t.numel() != images.shape[0] or not bool(torch.isfinite(t).all()) or bool((t < 0).any() or (t > 1).any()):
         raise ValueError(f"times must hold {images.shape[0]} values in [0, 1], got {t.tolist()}")
+    for name, x, fix in (("images", images, "divide 0..255 images by 255"), ("masks", masks, "use 0/1 or [0, 1] masks")):
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor in [0, 1], got {x.dtype}; {fix}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contain NaN or infinite values; fix the source images before fitting")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(f"{name} must be in [0, 1] but range over [{lo:.4g}, {hi:.4g}]; {fix}")
+    coverage = masks.float().flatten(2).mean(-1)  # [F, V]
+    if float(coverage.max()) == 0.0:
+        raise ValueError("every mask is empty: no view shows the object; check the masks (the foreground of images on "
+                         "white is (images < 0.97).any(-1))")
     return t
 
 
@@ -145,6 +160,7 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
     data_id = data_fingerprint(images, masks, t) if ckpt is not None else None
     if ckpt is not None and ckpt.exists():
         load_checkpoint(ckpt, state, config, data_id)
+    guard = DivergenceGuard(config.guard, state)
     while state.step < config.total_steps:
         if stop_requested(should_stop):
             if ckpt is not None:
@@ -154,6 +170,10 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
                 f"stopped at step {state.step} of {config.total_steps}; nothing was kept (no checkpoint_dir)"
             raise JobInterrupted("nerf fit", where, state.step, ckpt is not None)
         info = train_step(state)
+        if guard.after_step(state, info):  # rolled back to the last good state, learning rate lowered
+            if callback is not None:
+                callback({**guard.events[-1], "step": state.step, "stage": info["stage"], "loss": info["loss"]})
+            continue
         state.history.append({k: v for k, v in info.items() if k != "preview"})
         if callback is not None:
             callback(info)
@@ -161,4 +181,4 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
             save_checkpoint(ckpt, state, config, data_id)
     if ckpt is not None:
         save_checkpoint(ckpt, state, config, data_id)
-    return NeRFFitResult(state.model, state.occupancy, config, state.step, state.history)
+    return NeRFFitResult(state.model, state.occupancy, config, state.step, state.history, guard.events)

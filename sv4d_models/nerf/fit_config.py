@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..config import check_known_keys
 from .deformation import DeformationConfig
 from .field import FieldConfig
+from .guard import GuardConfig
 from .hashgrid import HashGridConfig
 from .losses import LossConfig
 from .renderer import OccupancyConfig
@@ -23,6 +24,7 @@ class NeRFFitConfig:
     field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     occupancy: OccupancyConfig = dataclasses.field(default_factory=OccupancyConfig)
+    guard: GuardConfig = dataclasses.field(default_factory=GuardConfig)  # loss-spike rollback (nerf/guard.py)
     seed: int = 0  # all randomness (init, batches, pixel offsets, stratification) comes from this seed
     n_samples: int = 256  # stratified samples per ray over the ray's AABB segment
     static_steps: int = 600  # stage 1: frame 0 only, deformation off
@@ -47,14 +49,14 @@ class NeRFFitConfig:
     render_chunk: int = 65536  # rays per chunk in render()
 
     # not part of a checkpoint's identity: a fit may be resumed with other values
-    IDENTITY_NEUTRAL = ("checkpoint_dir", "checkpoint_every", "preview_every", "preview_size", "render_chunk")
+    IDENTITY_NEUTRAL = ("checkpoint_dir", "checkpoint_every", "preview_every", "preview_size", "render_chunk", "guard")
 
     @classmethod
     def from_dict(cls, d: dict) -> "NeRFFitConfig":
         """Strict constructor: unknown keys raise ValueError; nested dicts become nested configs."""
         check_known_keys(cls, d)
         d = dict(d)
-        nested = {"field": FieldConfig, "loss": LossConfig, "occupancy": OccupancyConfig}
+        nested = {"field": FieldConfig, "loss": LossConfig, "occupancy": OccupancyConfig, "guard": GuardConfig}
         for key, typ in nested.items():
             if isinstance(d.get(key), dict):
                 d[key] = typ.from_dict(d[key])

@@ -31,6 +31,7 @@ class TrainState:
     lpips: LPIPS | None = None
     step: int = 0
     history: list = field(default_factory=list)
+    lr_scale: float = 1.0  # lowered by the divergence guard after a rollback
 
 
 def build_state(cfg: NeRFFitConfig, images, masks, c2w, fov_deg, times, normal_maps=None) -> TrainState:
@@ -121,7 +122,9 @@ def _losses(state: TrainState, out: dict, gt: torch.Tensor, mask: torch.Tensor, 
 def _set_schedules(state: TrainState, static: bool, stage_step: int) -> None:
     cfg = state.cfg
     groups = state.optimizer.param_groups
-    groups[0]["lr"] = cfg.lr * (1.0 if static else cfg.dynamic_canonical_lr_scale)
+    groups[0]["lr"] = cfg.lr * (1.0 if static else cfg.dynamic_canonical_lr_scale) * state.lr_scale
+    if len(groups) > 1:
+        groups[1]["lr"] = cfg.lr_deformation * state.lr_scale
     deform = state.model.deformation
     state.model.use_deformation = not static
     if deform is not None and not static:

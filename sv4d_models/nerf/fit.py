@@ -170,11 +170,11 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
                 f"stopped at step {state.step} of {config.total_steps}; nothing was kept (no checkpoint_dir)"
             raise JobInterrupted("nerf fit", where, state.step, ckpt is not None)
         info = train_step(state)
+        state.history.append({k: v for k, v in info.items() if k != "preview"})
         if guard.after_step(state, info):  # rolled back to the last good state, learning rate lowered
             if callback is not None:
                 callback({**guard.events[-1], "step": state.step, "stage": info["stage"], "loss": info["loss"]})
             continue
-        state.history.append({k: v for k, v in info.items() if k != "preview"})
         if callback is not None:
             callback(info)
         if ckpt is not None and state.step % config.checkpoint_every == 0:

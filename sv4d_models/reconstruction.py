@@ -1,11 +1,15 @@
-"""4D reconstruction end to end: the V x F image matrix -> dynamic NeRF fit -> the export set in one folder.
+"""4D reconstruction end to end: the V x F image matrix -> dynamic NeRF fit -> quality check -> the export set.
 
-    result = reconstruct(images, masks, cameras, times, out_dir="runs/cat/4d", config=cpu_preset())
+    result = reconstruct(images, masks, cameras, times, out_dir="runs/cat/4d", config=cpu_preset(),
+                         export=ExportSettings.for_preset("cpu"))
 
-Writes (every file atomically, nothing overwritten unless ``overwrite=True``):
-``nerf/nerf_checkpoint.pt`` (resumable fit), ``turntable.mp4`` (camera orbits while time loops),
-``animated.glb`` (frame-switching GLB that ComfyUI's Preview3D / three.js plays), ``meshes/frame_NNNN.ply``
-(per-frame vertex-coloured meshes), ``cameras/transforms.json`` (nerfstudio poses of the input matrix).
+Writes (every file atomically, nothing overwritten unless ``overwrite=True``, checked before the fit starts):
+``nerf/nerf_checkpoint.pt`` (resumable fit), ``metrics.json`` (PSNR on the fitted views, on a held-out view and a
+held-out frame when the matrix is large enough, foreground coverage per frame, rollbacks), ``turntable.mp4`` (camera
+orbits while time loops), ``animated.glb`` (frame-switching GLB that ComfyUI's Preview3D / three.js plays),
+``meshes/frame_NNNN.ply`` (per-frame vertex-coloured meshes), ``cameras/transforms.json`` (nerfstudio poses).
+A fit whose renders cover far less than the input masks (``EmptyReconstructionError``) writes ``metrics.json`` and no
+exports: an empty turntable or mesh set is an error, not a result.
 """
 from __future__ import annotations
 
@@ -18,11 +22,18 @@ from typing import Callable
 import torch
 
 from .camera import Cameras
+from .files import atomic_write_json, check_writable
+
+OUTPUTS = ("turntable.mp4", "animated.glb", "metrics.json", "meshes", "cameras")
+
+
+class EmptyReconstructionError(RuntimeError):
+    """The fitted field renders (nearly) nothing where the input masks show the object."""
 
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """What ``reconstruct`` writes after the fit."""
+    """What ``reconstruct`` writes after the fit (``for_preset`` matches them to a fit preset)."""
 
     turntable_frames: int = 48  # frames of the turntable video
     turntable_size: int = 256  # its resolution
@@ -30,47 +41,151 @@ class ExportSettings:
     mesh_threshold: float = 25.0  # iso-density of the exported surface (SV3D exported at 25-50)
     fps: float = 10.0  # GLB / video frame rate
     write_transforms: bool = True  # nerfstudio transforms.json + PNGs of the input matrix
+    holdout: bool = True  # keep one view and one frame out of the fit to measure PSNR on them (V >= 6, F >= 5)
+    min_coverage_ratio: float = 0.5  # a frame whose renders cover less than this x the masks' foreground = error
+    eval_size: int = 128  # render size of the quality check
+
+    def __post_init__(self) -> None:
+        if self.turntable_frames < 1 or self.turntable_size < 8 or self.mesh_resolution < 8 or self.fps <= 0:
+            raise ValueError(f"export settings out of range: turntable_frames={self.turntable_frames} (>= 1), "
+                             f"turntable_size={self.turntable_size} (>= 8), mesh_resolution={self.mesh_resolution} "
+                             f"(>= 8), fps={self.fps} (> 0)")
+        if not 0 <= self.min_coverage_ratio <= 1:
+            raise ValueError(f"min_coverage_ratio={self.min_coverage_ratio} must be in [0, 1]")
+
+    @classmethod
+    def for_preset(cls, preset: str, **overrides) -> "ExportSettings":
+        """Export sizes that match the fit preset's cost (``tiny`` / ``cpu`` / ``gpu``)."""
+        sizes = {"tiny": (12, 64, 48), "cpu": (24, 128, 96), "gpu": (48, 256, 192)}
+        if preset not in sizes:
+            raise ValueError(f"preset={preset!r}: use one of {list(sizes)}")
+        frames, size, res = sizes[preset]
+        return dataclasses.replace(cls(turntable_frames=frames, turntable_size=size, mesh_resolution=res), **overrides)
+
+
+def holdout_split(images: torch.Tensor, export: ExportSettings) -> tuple[list[int], list[int]]:
+    """(fitted frames, fitted views): all, or all but one middle frame and one middle novel view."""
+    n_f, n_v = images.shape[:2]
+    frames, views = list(range(n_f)), list(range(n_v))
+    if export.holdout and n_f >= 5 and n_v >= 6:
+        frames.remove(n_f // 2)
+        views.remove(n_v // 2)
+    return frames, views
+
+
+def _check_outputs(out: Path, overwrite: bool) -> None:
+    for name in OUTPUTS:
+        check_writable(out / name, overwrite)
+
+
+def _quality(fit, images, masks, cameras: Cameras, times, frames, views, export, progress) -> dict:
+    """Metrics of the fitted cells and of the held-out view / frame (when any)."""
+    from .nerf.quality import evaluate, summarise
+
+    t = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
+    sel_f, sel_v = torch.tensor(frames), torch.tensor(views)
+    fitted = evaluate(fit, images[sel_f][:, sel_v], masks[sel_f][:, sel_v], cameras[sel_v], t[sel_f],
+                      export.eval_size, lambda i, n: progress("quality", i, n))
+    metrics = {"fitted": summarise(fitted)}
+    held_v = [v for v in range(images.shape[1]) if v not in views]
+    held_f = [f for f in range(images.shape[0]) if f not in frames]
+    if held_v:
+        hv = torch.tensor(held_v)
+        metrics["held_out_view"] = {"view": held_v[0], **summarise(evaluate(
+            fit, images[sel_f][:, hv], masks[sel_f][:, hv], cameras[hv], t[sel_f], export.eval_size))}
+    if held_f:
+        hf = torch.tensor(held_f)
+        metrics["held_out_frame"] = {"frame": held_f[0], **summarise(evaluate(
+            fit, images[hf], masks[hf], cameras, t[hf], export.eval_size))}
+    return metrics
+
+
+def _meshes(fit, t_list, export: ExportSettings, progress):
+    from .export.mesh import MeshConfig, extract_mesh_sequence
+
+    model = fit.model
+    cfg = MeshConfig(resolution=export.mesh_resolution, threshold=export.mesh_threshold,
+                     aabb_half_size=fit.config.field.aabb_half_size)
+    with torch.no_grad():
+        seq = extract_mesh_sequence(lambda x, t: model.density(x, t), lambda x, t: model.color(x, t).clamp(0, 1),
+                                    t_list, cfg, device=next(model.parameters()).device,
+                                    callback=lambda i, n: progress("meshes", i, n))
+    empty = [i for i, v in enumerate(seq.vertices) if len(v) == 0]
+    if empty:
+        raise EmptyReconstructionError(
+            f"the 4D fit has no surface at density {export.mesh_threshold:g} in {len(empty)} of {len(t_list)} frames "
+            f"(e.g. frame {empty[0]}); no exports were written. Lower ExportSettings.mesh_threshold (CLI: "
+            "--mesh-threshold) or check the input views")
+    return seq
+
+
+def _exports(fit, cameras: Cameras, images, masks, t_list, out: Path, export: ExportSettings, overwrite: bool,
+             progress) -> dict:
+    from .export.cameras import export_transforms
+    from .export.glb import write_glb
+    from .export.sequence import write_mesh_sequence
+    from .export.video import render_turntable, write_mp4
+
+    seq = _meshes(fit, t_list, export, progress)
+    done = {"n": 0}
+
+    def render_fn(cams: Cameras, t: float, height: int, width: int) -> torch.Tensor:
+        with torch.no_grad():
+            rgb = fit.render(cams, t, height, width, normals=None)["rgb"].clamp(0, 1)
+        done["n"] += len(cams)
+        progress("turntable", done["n"], export.turntable_frames)
+        return rgb
+
+    frames, _ = render_turntable(render_fn, export.turntable_frames, export.turntable_size,
+                                 elevation_deg=float(cameras.elevation_deg[0]))
+    paths = {"turntable": write_mp4(frames, out / "turntable.mp4", fps=export.fps, overwrite=overwrite),
+             "glb": write_glb(seq, out / "animated.glb", fps=export.fps, overwrite=overwrite),
+             "meshes": write_mesh_sequence(seq, out / "meshes", fmt="ply", fps=export.fps, overwrite=overwrite),
+             "mesh_vertices": [int(len(v)) for v in seq.vertices]}
+    if export.write_transforms:
+        paths["transforms"] = export_transforms(out / "cameras", cameras, images, masks, times=t_list,
+                                                overwrite=overwrite)
+    return paths
 
 
 def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, times, out_dir: str | os.PathLike,
-                config=None, export: ExportSettings = ExportSettings(), callback: Callable[[dict], None] | None = None,
+                config=None, export: ExportSettings | None = None, callback: Callable[[dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None, overwrite: bool = False) -> dict:
     """Fit a dynamic NeRF to ``images [F, V, H, W, 3]`` (masks ``[F, V, H, W]``, ``cameras`` of the V columns,
-    ``times [F]``) and write the export set into ``out_dir``. Returns ``{"fit": NeRFFitResult, name: path}``.
+    ``times [F]``), check it, and write the export set into ``out_dir``.
 
-    The fit resumes from ``out_dir/nerf`` when a previous run was interrupted (same data and config); a
-    ``should_stop()`` returning True ends it with ``JobInterrupted`` (the fit checkpoint is kept, nothing exported).
+    Returns ``{"fit": NeRFFitResult, "metrics": dict, name: path}``. ``callback`` gets the fit's per-step dicts and
+    ``{"stage": "quality" | "turntable" | "meshes", "done": i, "total": n}`` during the checks and exports. The fit
+    resumes from ``out_dir/nerf`` when a previous run was interrupted (same data and config); ``should_stop()``
+    returning True ends it with ``JobInterrupted`` (the fit checkpoint is kept, nothing exported).
     """
-    from .export.cameras import export_transforms
-    from .export.glb import write_glb
-    from .export.mesh import MeshConfig, extract_mesh_sequence
-    from .export.sequence import write_mesh_sequence
-    from .export.video import render_turntable, write_mp4
     from .nerf.fit import fit_dynamic_nerf
     from .nerf.fit_config import cpu_preset
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder; choose another output folder")
+    _check_outputs(out, overwrite)
+    export = export or ExportSettings()
     config = dataclasses.replace(config or cpu_preset(), checkpoint_dir=str(out / "nerf"))
-    fit = fit_dynamic_nerf(images, masks, cameras, times, config, callback=callback, should_stop=should_stop)
-    paths: dict = {"fit": fit, "checkpoint": out / "nerf"}
-    model = fit.model
-    t_list = [float(t) for t in torch.as_tensor(times).reshape(-1)]
-
-    def render_fn(cams: Cameras, t: float, height: int, width: int) -> torch.Tensor:
-        with torch.no_grad():
-            return fit.render(cams, t, height, width, normals=None)["rgb"].clamp(0, 1)
-
-    frames, _ = render_turntable(render_fn, export.turntable_frames, export.turntable_size,
-                                 elevation_deg=float(cameras.elevation_deg[0]))
-    paths["turntable"] = write_mp4(frames, out / "turntable.mp4", fps=export.fps, overwrite=overwrite)
-    mesh_cfg = MeshConfig(resolution=export.mesh_resolution, threshold=export.mesh_threshold,
-                          aabb_half_size=config.field.aabb_half_size)
-    with torch.no_grad():
-        seq = extract_mesh_sequence(lambda x, t: model.density(x, t), lambda x, t: model.color(x, t).clamp(0, 1),
-                                    t_list, mesh_cfg, device=next(model.parameters()).device)
-    paths["glb"] = write_glb(seq, out / "animated.glb", fps=export.fps, overwrite=overwrite)
-    paths["meshes"] = write_mesh_sequence(seq, out / "meshes", fmt="ply", fps=export.fps, overwrite=overwrite)
-    if export.write_transforms:
-        paths["transforms"] = export_transforms(out / "cameras", cameras, images, masks, times=t_list, overwrite=overwrite)
-    return paths
+    progress = (lambda stage, i, n: callback({"stage": stage, "done": i, "total": n})) if callback else \
+        (lambda stage, i, n: None)
+    frames, views = holdout_split(images, export)
+    t = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
+    sel_f, sel_v = torch.tensor(frames), torch.tensor(views)
+    out.mkdir(parents=True, exist_ok=True)
+    fit = fit_dynamic_nerf(images[sel_f][:, sel_v], masks[sel_f][:, sel_v], cameras[sel_v], t[sel_f], config,
+                           callback=callback, should_stop=should_stop)
+    metrics = {**_quality(fit, images, masks, cameras, t, frames, views, export, progress),
+               "fit_steps": fit.step, "rollbacks": fit.rollbacks, "fitted_frames": frames, "fitted_views": views}
+    atomic_write_json(out / "metrics.json", metrics, overwrite=True)
+    worst = metrics["fitted"]["min_coverage_ratio"]
+    if worst < export.min_coverage_ratio:
+        bad = [q for q in metrics["fitted"]["frames"] if q["mask_coverage"] and
+               q["coverage"] / q["mask_coverage"] < export.min_coverage_ratio]
+        raise EmptyReconstructionError(
+            f"the 4D fit renders (nearly) nothing in {len(bad)} of {len(frames)} frames (e.g. frame {bad[0]['frame']}: "
+            f"{100 * bad[0]['coverage']:.1f}% foreground vs {100 * bad[0]['mask_coverage']:.1f}% in the masks); no "
+            f"exports were written (metrics: {out / 'metrics.json'}). Check the input views and masks, or fit longer")
+    paths = _exports(fit, cameras, images, masks, [float(x) for x in t], out, export, overwrite, progress)
+    return {"fit": fit, "metrics": metrics, "checkpoint": out / "nerf", "metrics_file": out / "metrics.json", **paths}

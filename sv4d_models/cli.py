@@ -1,134 +1,180 @@
-"""Command line: the whole chain on the embedded default, or on a user video with official checkpoints.
+"""``sv4d`` (same as ``python -m sv4d_models``): the main job on a video, or on the embedded demo.
 
-    python -m sv4d_models demo [--out sv4d_demo]            # embedded default, CPU, a few minutes, no weights needed
-    python -m sv4d_models run VIDEO --checkpoint sv4d.safetensors --sv3d sv3d_u.safetensors --out runs/x [--gpu-preset]
+    sv4d demo [--fast] [--out sv4d_demo]           bundled sample video + bundled demo model, CPU, minutes
+    sv4d run VIDEO --out DIR [--sv4d PATH --sv3d PATH] [--model demo] [--resume | --overwrite] ...
 
-``demo`` renders the built-in animated synthetic object as the input video, writes tiny random checkpoints with the
-official key layout and runs the SV4D sampling stage on them (its images are noise: the weights are random; the
-run shows every stage, resume files and outputs), then fits the dynamic NeRF on the object's exact multi-view
-matrix (what a perfect SV4D would produce) and writes the exports. ``run`` does the real thing: sampling with the
-official weights, then the reconstruction of the sampled matrix.
+Exit codes: 0 done; 2 a user error (bad path, value, file or folder: one line on stderr, nothing run); 3 the job
+ran but failed (the 4D fit diverged or came out empty: one line, what was kept); 130 interrupted (Ctrl-C; finished
+sampling passes and the fit checkpoint are kept, ``--resume`` continues). Anything else is a bug and keeps its
+traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-from pathlib import Path
 
 from .kinds import FOUR_D_KINDS
 
-
-def _progress(prefix: str, every: int = 10):
-    start = time.time()
-
-    def callback(info: dict) -> None:
-        step = info.get("global_step", info.get("step", 0))
-        if step % every == 0:
-            loss = f" loss {info['loss']:.4f}" if "loss" in info else ""
-            total = info.get("global_total", "")
-            print(f"[{prefix}] step {step}{'/' + str(total) if total else ''}{loss} ({time.time() - start:.0f}s)", flush=True)
-
-    return callback
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
 
 
-def _fit_config(preset: str, steps: int | None):
-    import dataclasses
+class Progress:
+    """One tqdm bar per stage (sampling steps, fit steps, exports), one summary line per stage on stdout."""
 
-    from .nerf.fit_config import PRESETS
+    def __init__(self, quiet: bool = False):
+        self.quiet, self.bar, self.stage, self.started = quiet, None, None, time.perf_counter()
 
-    cfg = PRESETS["tiny" if preset == "test" else preset]()
-    if steps is not None:
-        cfg = dataclasses.replace(cfg, static_steps=steps // 3, dynamic_steps=steps - steps // 3)
-    return cfg
+    def _bar(self, stage: str, total: int, unit: str = "step"):
+        from tqdm import tqdm
 
+        if self.stage != stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, unit=unit, disable=self.quiet, leave=False,
+                            unit_scale=unit == "B", dynamic_ncols=True)
+        return self.bar
 
-def cmd_demo(a: argparse.Namespace) -> int:
-    from .pipeline import SV4DPipeline
-    from .reconstruction import ExportSettings, reconstruct
-    from .synthetic import SyntheticScene
-    from .tiny_checkpoint import write_tiny_checkpoint
+    def __call__(self, info: dict) -> None:
+        if "summary" in info:
+            self.close()
+            if not self.quiet:
+                print(f"[{info['summary']}] {info['text']}", flush=True)
+        elif "global_step" in info:  # a sampler step
+            bar = self._bar("sampling", info["global_total"])
+            bar.update(info["global_step"] + 1 - bar.n)
+        elif info.get("event") == "rollback":
+            print(f"[nerf] loss spike at step {info['at_step']}: rolled back to step {info['to_step']}, learning rate "
+                  f"x{info['lr_scale']:.3g}", file=sys.stderr, flush=True)
+        elif "loss" in info and "stage" in info:  # a fit step
+            bar = self._bar("nerf fit", info.get("total_steps") or 0)
+            bar.update(info["step"] - bar.n)
+            bar.set_postfix(loss=f"{info['loss']:.3f}", stage=info["stage"], refresh=False)
+        elif "done" in info:
+            bar = self._bar(info["stage"], info["total"], info.get("unit", "item"))
+            bar.update(info["done"] - bar.n)
 
-    out = Path(a.out)
-    if out.exists() and any(out.iterdir()) and not a.resume:
-        raise SystemExit(f"{out} is not empty; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    scene = SyntheticScene.make(kind="nonrigid", seed=a.seed)
-    gt = scene.render_matrix(model_kind="sv4d", n_frames=a.frames, size=a.size)
-    print(f"[demo] synthetic object: {a.frames} frames x {gt['images'].shape[1]} views at {a.size}px")
-    ckpt = out / "checkpoints"
-    files = {k: ckpt / f"tiny_{k}.safetensors" for k in ("sv4d", "sv3d_u")}
-    for kind, path in files.items():
-        if not path.exists():
-            write_tiny_checkpoint(path, kind, seed=0)
-    pipe = SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d_u"], device="cpu").configure(
-        image_size=a.size, num_steps=a.steps, seed=a.seed)
-    video = gt["images"][:, 0]  # the input view of every frame, [F, S, S, 3] in [0, 1]
-    result = pipe.run(video, work_dir=out / "sampling", callback=_progress("sv4d sampling", 1))
-    result.write_videos(out / "sampling_videos", overwrite=a.resume)
-    print(f"[demo] sampling stage: {len(result.plan.passes)} passes over {result.n_frames} frames "
-          f"-> {out / 'sampling_videos'} (tiny random weights: the generated views are noise)")
-    export = ExportSettings(turntable_frames=24, turntable_size=96, mesh_resolution=64)
-    paths = reconstruct(gt["images"], gt["masks"], gt["cameras"], gt["times"], out / "reconstruction",
-                        config=_fit_config(a.preset, a.fit_steps), export=export, callback=_progress("nerf", 25),
-                        overwrite=a.resume)
-    _report(out, paths)
-    return 0
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar, self.stage = None, None
 
 
-def cmd_run(a: argparse.Namespace) -> int:
-    from .pipeline import SV4DPipeline
-    from .reconstruction import reconstruct
+def _add_job_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument("--sv4d", default=None, help="4D checkpoint (sv4d / sv4d2 / sv4d2_8views .safetensors); default: "
+                                                "the official file name in $SV4D_MODELS or ./checkpoints")
+    g.add_argument("--sv3d", default=None, help="SV3D checkpoint for sv4d's reference orbit (sv3d_u / sv3d_p)")
+    g.add_argument("--model", choices=("official", "demo"), default="official",
+                   help="demo: the bundled 64 px demo model instead of official weights")
+    g.add_argument("--model-kind", choices=FOUR_D_KINDS, default=None,
+                   help="sv4d2_8views shares its keys with sv4d2: name it (default: from the file)")
+    g = p.add_argument_group("sampling")
+    g.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all)")
+    g.add_argument("--elevation", type=float, default=None, help="camera elevation in degrees (default: official)")
+    g.add_argument("--steps", type=int, default=None, help="sampler steps per pass (default: 20 sv4d, 50 sv4d2)")
+    g.add_argument("--seed", type=int, default=23)
+    g.add_argument("--image-size", type=int, default=576)
+    g.add_argument("--mode", choices=("auto", "official", "extended"), default="auto")
+    g.add_argument("--device", default=None, help="cpu / cuda / cuda:N (default: cuda when available)")
+    g.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto")
+    g = p.add_argument_group("4D reconstruction")
+    g.add_argument("--preset", choices=("tiny", "cpu", "gpu"), default=None,
+                   help="NeRF fit + export sizes (default: gpu with CUDA, else cpu)")
+    g.add_argument("--fit-steps", type=int, default=None, help="total NeRF steps (default: the preset's)")
+    g.add_argument("--turntable-frames", type=int, default=None)
+    g.add_argument("--turntable-size", type=int, default=None)
+    g.add_argument("--mesh-resolution", type=int, default=None)
+    g.add_argument("--mesh-threshold", type=float, default=None)
+    g.add_argument("--skip-nerf", action="store_true", help="stop after the sampled videos")
+    g = p.add_argument_group("output")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    g.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    out = Path(a.out)
-    pipe = SV4DPipeline.from_checkpoints(a.checkpoint, a.sv3d, device=a.device, model_kind=a.model_kind)
-    changes = {k: v for k, v in dict(num_steps=a.steps, seed=a.seed, image_size=a.image_size, mode=a.mode).items() if v is not None}
-    pipe = pipe.configure(**changes)
-    result = pipe.run(a.video, work_dir=out / "sampling", callback=_progress("sampling", 1))
-    result.write_videos(out / "videos", overwrite=True)
-    images = result.images
-    masks = (images < 0.97).any(-1).float()  # white background -> foreground mask (SV3D authors' rule)
-    paths = reconstruct(images, masks, result.cameras, result.times, out / "reconstruction",
-                        config=_fit_config(a.preset, a.fit_steps), callback=_progress("nerf", 50))
-    _report(out, paths)
-    return 0
+
+def parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="sv4d", description=__doc__.split("\n\n")[0], formatter_class=fmt)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt)
+    r.add_argument("video", help="video / gif / image folder of the object")
+    r.add_argument("--out", required=True, help="output folder")
+    _add_job_options(r)
+    d = sub.add_parser("demo", help="the whole job on the bundled sample video with the bundled demo model",
+                       formatter_class=fmt)
+    d.add_argument("--out", default="sv4d_demo", help="output folder")
+    d.add_argument("--fast", action="store_true", help="the demo's short settings (under 2 minutes on 2 CPU cores)")
+    d.add_argument("--resume", action="store_true")
+    d.add_argument("--overwrite", action="store_true")
+    d.add_argument("--quiet", action="store_true")
+    return p
 
 
-def _report(out: Path, paths: dict) -> None:
-    fit = paths.pop("fit")
-    summary = {k: str(v) if not isinstance(v, list) else f"{len(v)} files" for k, v in paths.items()}
-    summary["nerf_steps"] = fit.step
-    print(json.dumps(summary, indent=1))
-    print(f"[done] outputs in {out}")
+def _run(a: argparse.Namespace, progress: Progress) -> dict:
+    from .job import JobSettings, run_job
+
+    if a.model == "demo":
+        from .demo import demo_settings
+
+        settings = demo_settings(out=a.out, video=a.video, fast=False, overrides=vars(a))
+    else:
+        import torch
+
+        preset = a.preset or ("gpu" if torch.cuda.is_available() and a.device != "cpu" else "cpu")
+        settings = JobSettings(video=a.video, out=a.out, sv4d=a.sv4d, sv3d=a.sv3d, model_kind=a.model_kind,
+                               frames=a.frames, elevation=a.elevation, steps=a.steps, seed=a.seed, device=a.device,
+                               dtype=a.dtype, image_size=a.image_size, mode=a.mode, preset=preset,
+                               fit_steps=a.fit_steps, turntable_frames=a.turntable_frames,
+                               turntable_size=a.turntable_size, mesh_resolution=a.mesh_resolution,
+                               mesh_threshold=a.mesh_threshold, skip_nerf=a.skip_nerf, resume=a.resume,
+                               overwrite=a.overwrite)
+    return run_job(settings, progress)
+
+
+def _demo(a: argparse.Namespace, progress: Progress) -> dict:
+    from .demo import run_demo
+
+    return run_demo(out=a.out, fast=a.fast, resume=a.resume, overwrite=a.overwrite, report=progress)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sv4d_models", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="whole chain on the embedded synthetic object (CPU, no weights needed)")
-    d.add_argument("--out", default="sv4d_demo")
-    d.add_argument("--frames", type=int, default=9)
-    d.add_argument("--size", type=int, default=64, help="image size (multiple of 16 for the tiny UNet)")
-    d.add_argument("--steps", type=int, default=2, help="sampler steps per pass")
-    d.add_argument("--preset", choices=("tiny", "test", "cpu", "gpu"), default="cpu",
-                   help="NeRF fit preset (test = tiny)")
-    d.add_argument("--fit-steps", type=int, default=None, help="override the preset's total NeRF steps")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
-    d.set_defaults(func=cmd_demo)
-    r = sub.add_parser("run", help="video -> SV4D sampling (official weights) -> 4D reconstruction and exports")
-    r.add_argument("video")
-    r.add_argument("--checkpoint", required=True, help="sv4d.safetensors / sv4d2.safetensors / sv4d2_8views.safetensors")
-    r.add_argument("--sv3d", default=None, help="sv3d_u.safetensors or sv3d_p.safetensors (SV4D only)")
-    r.add_argument("--model-kind", default=None, choices=FOUR_D_KINDS)
-    r.add_argument("--out", required=True)
-    r.add_argument("--device", default=None)
-    r.add_argument("--steps", type=int, default=None)
-    r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--image-size", type=int, default=None)
-    r.add_argument("--mode", choices=("auto", "official", "extended"), default=None)
-    r.add_argument("--preset", choices=("cpu", "gpu"), default="gpu")
-    r.add_argument("--fit-steps", type=int, default=None)
-    r.set_defaults(func=cmd_run)
-    a = p.parse_args(argv)
-    return a.func(a)
+    from .nerf.guard import FitDivergedError
+    from .reconstruction import EmptyReconstructionError
+    from .stopping import JobInterrupted
+
+    a = parser().parse_args(argv)
+    progress = Progress(quiet=getattr(a, "quiet", False))
+    try:
+        manifest = _demo(a, progress) if a.cmd == "demo" else _run(a, progress)
+    except (FitDivergedError, EmptyReconstructionError) as exc:
+        progress.close()
+        print(f"sv4d: the job failed: {_one_line(exc)}", file=sys.stderr)
+        return 3
+    except (KeyboardInterrupt, JobInterrupted):
+        progress.close()
+        print(f"sv4d: interrupted; finished work is kept in {a.out}: run again with --resume to continue",
+              file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        progress.close()
+        print(f"sv4d: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    progress.close()
+    if not getattr(a, "quiet", False):
+        print(json.dumps({k: manifest[k] for k in ("outputs", "timings_s") if k in manifest}, indent=1))
+    return 0
+
+
+def entry() -> None:
+    """The ``sv4d`` console script."""
+    raise SystemExit(main())
+
+
+__all__ = ["main", "entry", "parser", "Progress"]

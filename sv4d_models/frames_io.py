@@ -134,15 +134,24 @@ def _stack(frames: Sequence[Any]) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------------- readers
+def _unreadable(path: str, exc: BaseException) -> ValueError:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return ValueError(f"could not read {path!r} as an image ({type(exc).__name__}: {first}); check that it is a "
+                      "valid, complete image / gif file")
+
+
 def _read_gif(path: str, max_frames: int | None) -> list[np.ndarray]:
     from PIL import Image, ImageSequence
 
     out: list[np.ndarray] = []
-    with Image.open(path) as im:
-        for frame in ImageSequence.Iterator(im):
-            out.append(np.asarray(frame.convert("RGBA")))  # official read_gif: every frame as RGBA
-            if max_frames is not None and len(out) == max_frames:
-                break
+    try:
+        with Image.open(path) as im:
+            for frame in ImageSequence.Iterator(im):
+                out.append(np.asarray(frame.convert("RGBA")))  # official read_gif: every frame as RGBA
+                if max_frames is not None and len(out) == max_frames:
+                    break
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL: UnidentifiedImageError, truncated data, bad headers
+        raise _unreadable(path, exc) from exc
     return out
 
 
@@ -171,11 +180,14 @@ def read_video_file(path: str, max_frames: int | None = None) -> list[np.ndarray
         import av
     except ImportError as exc:
         raise ImportError(f"reading {path!r} needs imageio-ffmpeg or PyAV: pip install imageio-ffmpeg") from exc
-    with av.open(path) as container:
-        for frame in container.decode(video=0):
-            out.append(frame.to_ndarray(format="rgb24"))
-            if max_frames is not None and len(out) == max_frames:
-                break
+    try:
+        with av.open(path) as container:
+            for frame in container.decode(video=0):
+                out.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(out) == max_frames:
+                    break
+    except (OSError, av.error.FFmpegError) as exc:
+        raise ValueError(f"could not decode video {path!r} ({exc}); check that it is a valid, complete video") from exc
     return out
 
 
@@ -184,8 +196,11 @@ def _read_images(paths: Sequence[str]) -> list[np.ndarray]:
 
     out = []
     for p in paths:
-        with Image.open(p) as im:
-            out.append(_pil_to_uint8(im))
+        try:
+            with Image.open(p) as im:
+                out.append(_pil_to_uint8(im))
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise _unreadable(p, exc) from exc
     return out
 
 

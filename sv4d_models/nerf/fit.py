@@ -176,7 +176,7 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
                 callback({**guard.events[-1], "step": state.step, "stage": info["stage"], "loss": info["loss"]})
             continue
         if callback is not None:
-            callback(info)
+            callback({**info, "total_steps": config.total_steps})
         if ckpt is not None and state.step % config.checkpoint_every == 0:
             save_checkpoint(ckpt, state, config, data_id)
     if ckpt is not None:

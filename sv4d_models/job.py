@@ -1,0 +1,313 @@
+"""The main job: one video -> SV4D sampling -> per-view videos and grid -> 4D reconstruction -> exports, with a
+``manifest.json`` that records everything needed to reproduce it (``sv4d run`` / ``sv4d demo``, ``cli.py``).
+
+Everything cheap is checked before anything expensive: the output folder, the checkpoints (header only), the
+device, the input video (decoded and preprocessed first), the settings. An output folder that holds an earlier run
+is refused unless ``resume`` (continue it: finished sampling passes and the fit checkpoint are reused) or
+``overwrite`` (its job outputs are deleted first; nothing else in the folder is touched).
+
+Output folder::
+
+    manifest.json          inputs, model files + sha256, seeds, settings, library version, timings, metrics
+    grid.png               the frame x view image matrix (rows = frames, column 0 = the input)
+    videos/v000.mp4 ...    one video per view (v000 = the preprocessed input)
+    sampling/              the resumable sampling work dir
+    reconstruction/        turntable.mp4, animated.glb, meshes/, cameras/transforms.json, metrics.json, nerf/
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoint import CheckpointNotFoundError
+from .files import atomic_write_bytes, atomic_write_json, read_json
+from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, KINDS, ORBIT_KINDS
+
+JOB_OUTPUTS = ("manifest.json", "grid.png", "videos", "sampling", "reconstruction")
+Reporter = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything ``sv4d run`` takes (CLI flags map 1:1; None = the model kind's / preset's default)."""
+
+    video: str
+    out: str
+    sv4d: str | None = None  # 4D checkpoint path; None = found by its official name (model_folders())
+    sv3d: str | None = None  # SV3D checkpoint (sv4d only); None = sv3d_u / sv3d_p found the same way
+    model_kind: str | None = None
+    frames: int | None = None  # keep the first N frames (None: all)
+    elevation: float | None = None
+    steps: int | None = None
+    seed: int = 23
+    device: str | None = None
+    dtype: str = "auto"
+    image_size: int = 576
+    mode: str = "auto"
+    preset: str = "gpu"  # NeRF fit preset: tiny / cpu / gpu
+    fit_steps: int | None = None
+    turntable_frames: int | None = None
+    turntable_size: int | None = None
+    mesh_resolution: int | None = None
+    mesh_threshold: float | None = None
+    skip_nerf: bool = False
+    preprocess: bool = True  # False: the video is already framed at image_size (the demo's bundled clip)
+    resume: bool = False
+    overwrite: bool = False
+    extra: dict = field(default_factory=dict)  # recorded in the manifest (e.g. the demo's model card)
+
+    def __post_init__(self) -> None:
+        checks = [(self.seed >= 0 and self.seed < 2**63, f"seed={self.seed} must be in [0, 2^63)"),
+                  (self.frames is None or self.frames >= 1, f"frames={self.frames} must be >= 1"),
+                  (self.steps is None or self.steps >= 1, f"steps={self.steps} must be >= 1"),
+                  (self.image_size >= 16, f"image_size={self.image_size} must be >= 16 (576 for the official models)"),
+                  (self.fit_steps is None or self.fit_steps >= 2, f"fit_steps={self.fit_steps} must be >= 2"),
+                  (self.preset in ("tiny", "cpu", "gpu"), f"preset={self.preset!r}: use tiny, cpu or gpu"),
+                  (not (self.resume and self.overwrite), "resume and overwrite exclude each other: pick one")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def model_folders() -> list[Path]:
+    """Where official file names are looked up: ``$SV4D_MODELS`` (``os.pathsep``-separated) and ``./checkpoints``."""
+    env = [Path(p) for p in os.environ.get("SV4D_MODELS", "").split(os.pathsep) if p]
+    return env + [Path("checkpoints")]
+
+
+def find_checkpoint(given: str | None, kinds: tuple[str, ...], what: str, flag: str) -> Path:
+    """``given`` (checked to be a file), else the first official file of ``kinds`` in ``model_folders()``."""
+    if given is not None:
+        path = Path(given)
+        if path.is_dir():
+            raise CheckpointNotFoundError(f"{flag} {given} is a folder; pass the .safetensors file inside it")
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"{flag} {given} does not exist; check the path, or leave {flag} out to use "
+                                          f"{KINDS[kinds[0]].official_file} from $SV4D_MODELS or ./checkpoints")
+        return path
+    names = [KINDS[k].official_file for k in kinds]
+    for folder in model_folders():
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    searched = ", ".join(str(f) for f in model_folders())
+    raise CheckpointNotFoundError(f"no {what} checkpoint: pass {flag} PATH, or put {' / '.join(names)} in "
+                                  f"$SV4D_MODELS or ./checkpoints (searched: {searched}; Stability's releases, see "
+                                  f"the README; in ComfyUI: {CHECKPOINT_FOLDER_HINT}), or use --model demo")
+
+
+def check_device(device: str | None) -> str:
+    """A usable device string; ValueError naming the value and the fix."""
+    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name!r} is not a device name; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r}: CUDA is not available on this machine; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={name!r} is not supported; use cpu or cuda")
+    return name
+
+
+def check_output(settings: JobSettings) -> list[str]:
+    """The job outputs an earlier run left in ``--out``; FileExistsError unless resume / overwrite (no side effect)."""
+    out = Path(settings.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; choose a folder")
+    earlier = [name for name in JOB_OUTPUTS if (out / name).exists()] if out.is_dir() else []
+    if earlier and not (settings.resume or settings.overwrite):
+        raise FileExistsError(f"--out {out} holds an earlier run ({', '.join(earlier)}); pass --resume to continue "
+                              "it, --overwrite to replace it, or choose another --out")
+    return earlier
+
+
+def prepare_output(settings: JobSettings) -> Path:
+    """The output folder, refused / cleared as the module docstring says (call after every other check)."""
+    out, earlier = Path(settings.out), check_output(settings)
+    if settings.overwrite:
+        for name in earlier:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def file_sha256(path: Path, cache: Path | None = None, report: Reporter | None = None) -> str:
+    """sha256 of a (possibly 12 GB) file, cached in ``cache`` (JSON) by path, size and mtime."""
+    st = path.stat()
+    key = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    known = read_json(cache, "the hash cache") if cache is not None and cache.is_file() else {}
+    if key in known:
+        return known[key]
+    h, done = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+            done += len(block)
+            if report is not None:
+                report({"stage": "hashing", "done": done, "total": st.st_size, "unit": "B"})
+    digest = h.hexdigest()
+    if cache is not None:
+        atomic_write_json(cache, {**known, key: digest}, overwrite=True)
+    return digest
+
+
+def library_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("comfyui-sv4d")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (a plain checkout)
+        return "0+checkout"
+
+
+def write_grid(images: torch.Tensor, path: Path, overwrite: bool) -> Path:
+    """``[F, V+1, S, S, 3]`` in [0, 1] -> one PNG, rows = frames."""
+    import io
+
+    from PIL import Image
+
+    rows = torch.cat([torch.cat(list(r), 1) for r in images], 0)
+    buf = io.BytesIO()
+    Image.fromarray((rows * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue(), overwrite)
+
+
+def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict]:
+    """The 4D model kind and the checkpoint files, found and checked by their headers only (cheap)."""
+    from .checkpoint import CheckpointSource, infer_network_config, peek_checkpoint, unet_shapes
+    from .pipeline.inputs import check_image_size
+
+    kinds = (settings.model_kind,) if settings.model_kind else FOUR_D_KINDS
+    sv4d = find_checkpoint(settings.sv4d, kinds, "SV4D", "--sv4d")
+    kind, _, _ = peek_checkpoint(sv4d, settings.model_kind)
+    if kind not in FOUR_D_KINDS:
+        raise ValueError(f"--sv4d {sv4d} is an {kind} checkpoint; pass sv4d / sv4d2 / sv4d2_8views weights there "
+                         f"(SV3D files go to --sv3d)")
+    with CheckpointSource(sv4d) as src:
+        check_image_size(settings.image_size, len(infer_network_config(kind, unet_shapes(src)[1], src.metadata).channel_mult))
+    sv3d = None
+    if KINDS[kind].needs_reference_orbit:
+        sv3d = find_checkpoint(settings.sv3d, ORBIT_KINDS, "SV3D (sv4d needs a reference orbit)", "--sv3d")
+        sv3d_kind, _, _ = peek_checkpoint(sv3d)
+        if sv3d_kind not in ORBIT_KINDS:
+            raise ValueError(f"--sv3d {sv3d} is an {sv3d_kind} checkpoint; pass sv3d_u.safetensors or sv3d_p.safetensors")
+    report({"summary": "models", "text": f"{kind} from {sv4d}" + (f", reference orbit from {sv3d}" if sv3d else "")})
+    return kind, {"sv4d": sv4d, "sv3d": sv3d}
+
+
+def _pipeline_config(settings: JobSettings) -> dict:
+    return {"image_size": settings.image_size, "seed": settings.seed, "mode": settings.mode, "dtype": settings.dtype,
+            "device": check_device(settings.device), "max_frames": settings.frames,
+            **({"num_steps": settings.steps} if settings.steps else {}),
+            **({"elevations_deg": settings.elevation} if settings.elevation is not None else {})}
+
+
+def _read_input(settings: JobSettings, kind: str, report: Reporter) -> torch.Tensor:
+    """The model input ``[F, 3, S, S]`` in [-1, 1]: decoded and preprocessed (or, unpreprocessed, size-checked)."""
+    from .frames_io import load_frames
+    from .pipeline.inputs import load_input, to_model_frames
+
+    if settings.preprocess:
+        frames, _ = load_input(settings.video, settings.image_size, KINDS[kind].image_frame_ratio, settings.frames)
+    else:
+        raw = load_frames(settings.video, max_frames=settings.frames)[..., :3]
+        if raw.shape[1] != settings.image_size or raw.shape[2] != settings.image_size:
+            raise ValueError(f"{settings.video} is {raw.shape[2]}x{raw.shape[1]}, not the {settings.image_size} px "
+                             "the job expects without preprocessing")
+        frames = to_model_frames(raw)
+    report({"summary": "input", "text": f"{frames.shape[0]} frames at {frames.shape[-1]} px from {settings.video}"})
+    return frames
+
+
+def _sampling(settings: JobSettings, files: dict, frames: torch.Tensor, out: Path, report: Reporter):
+    from .pipeline import SV4DPipeline
+
+    pipe = SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d"], config=_pipeline_config(settings),
+                                         model_kind=settings.model_kind)
+    result = pipe.run(frames, work_dir=out / "sampling", callback=report)
+    report({"summary": "sampling", "text": f"{len(result.plan.passes)} passes ({result.plan.mode} schedule) -> "
+                                           f"{result.n_frames} frames x {result.n_views} views"})
+    return pipe, result
+
+
+def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) -> dict:
+    from .nerf.fit_config import PRESETS
+    from .reconstruction import ExportSettings, reconstruct
+
+    config = PRESETS[settings.preset]()
+    if settings.fit_steps:
+        config = dataclasses.replace(config, static_steps=settings.fit_steps // 3,
+                                     dynamic_steps=settings.fit_steps - settings.fit_steps // 3)
+    export = ExportSettings.for_preset(settings.preset, **{k: v for k, v in (
+        ("turntable_frames", settings.turntable_frames), ("turntable_size", settings.turntable_size),
+        ("mesh_resolution", settings.mesh_resolution), ("mesh_threshold", settings.mesh_threshold)) if v is not None})
+    images = result.images
+    masks = (images < 0.97).any(-1).float()  # white background -> foreground (the SV3D authors' rule)
+    paths = reconstruct(images, masks, result.cameras, result.times, out / "reconstruction", config, export,
+                        callback=report, overwrite=settings.overwrite)
+    m = paths["metrics"]
+    text = f"PSNR {m['fitted']['psnr']:.2f} dB on the fitted views"
+    if "held_out_view" in m:
+        text += f", {m['held_out_view']['psnr']:.2f} dB held-out view, {m['held_out_frame']['psnr']:.2f} dB held-out frame"
+    report({"summary": "reconstruction", "text": f"{text}; {len(paths['mesh_vertices'])} meshes -> {out / 'reconstruction'}"})
+    return {"metrics": m, "nerf_config": config.to_dict(), "export": dataclasses.asdict(export),
+            "outputs": {k: str(v) for k, v in paths.items() if k in ("turntable", "glb", "meshes", "transforms")}}
+
+
+def run_job(settings: JobSettings, report: Reporter = lambda info: None,
+            evaluate: Callable[[object], dict] | None = None) -> dict:
+    """Run the whole job; ``report`` gets sampling / fit step dicts, ``{"stage", "done", "total"}`` progress and
+    ``{"summary": stage, "text"}`` lines; ``evaluate(result)`` (the sampled ``MultiViewResult``) may add a
+    ``"quality"`` entry (the demo compares with the ground truth). Returns the manifest (also ``out/manifest.json``)."""
+    timings, started = {}, time.perf_counter()
+    check_output(settings)  # everything cheap first; nothing is written until all of it passed
+    if not Path(settings.video).exists():
+        raise FileNotFoundError(f"video {settings.video} does not exist; check the path")
+    kind, files = _find_models(settings, report)
+    _pipeline_config(settings)  # device and settings
+    frames = _read_input(settings, kind, report)
+    out = prepare_output(settings)
+    timings["input"] = time.perf_counter() - started
+    t = time.perf_counter()
+    pipe, result = _sampling(settings, files, frames, out, report)
+    timings["sampling"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result.write_videos(out / "videos", overwrite=True)
+    write_grid(result.images, out / "grid.png", overwrite=True)
+    timings["videos"] = time.perf_counter() - t
+    quality = {"quality": evaluate(result)} if evaluate is not None else {}
+    recon = {}
+    if not settings.skip_nerf:
+        t = time.perf_counter()
+        recon = _reconstruction(settings, result, out, report)
+        timings["reconstruction"] = time.perf_counter() - t
+    cache = out / "sampling" / "hashes.json"
+    manifest = {"format": "sv4d_job/1", "library_version": library_version(),
+                "input": {"path": str(settings.video), "sha256": file_sha256(Path(settings.video)),
+                          "frames": result.n_frames, "image_size": result.image_size},
+                "models": {k: None if p is None else {"path": str(p), "sha256": file_sha256(p, cache, report)}
+                           for k, p in files.items()},
+                "seeds": {"base": settings.seed, "passes": {
+                    str(i): int(result.store.load_pass(i)["seed"]) for i in
+                    ([-1] if result.plan.given_reference_row else []) + [p.index for p in result.plan.passes]}},
+                "settings": {**{k: v for k, v in dataclasses.asdict(settings).items() if k != "extra"},
+                             "pipeline": pipe.config.to_dict()},
+                "plan": result.plan.to_json(), "timings_s": {k: round(v, 2) for k, v in timings.items()},
+                **quality, **recon, **settings.extra}
+    atomic_write_json(out / "manifest.json", manifest, overwrite=True)
+    report({"summary": "done", "text": f"outputs in {out} ({time.perf_counter() - started:.0f} s)"})
+    return manifest
+
+
+__all__ = ["JobSettings", "model_folders", "find_checkpoint", "check_device", "prepare_output", "file_sha256",
+           "library_version", "write_grid", "run_job", "check_output", "JOB_OUTPUTS"]

@@ -75,19 +75,21 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all)")
     g.add_argument("--elevation", type=float, default=None, help="camera elevation in degrees (default: official)")
     g.add_argument("--steps", type=int, default=None, help="sampler steps per pass (default: 20 sv4d, 50 sv4d2)")
-    g.add_argument("--seed", type=int, default=23)
-    g.add_argument("--image-size", type=int, default=576)
-    g.add_argument("--mode", choices=("auto", "official", "extended"), default="auto")
+    g.add_argument("--seed", type=int, default=23, help="base seed (pass k samples with a seed derived from it)")
+    g.add_argument("--image-size", type=int, default=576, help="frame size in pixels (the official models: 576)")
+    g.add_argument("--mode", choices=("auto", "official", "extended"), default="auto",
+                   help="official: the scripts' schedule exactly (21 frames); extended: any length")
     g.add_argument("--device", default=None, help="cpu / cuda / cuda:N (default: cuda when available)")
-    g.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto")
+    g.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
+                   help="UNet precision (auto: float16 on CUDA, float32 on CPU)")
     g = p.add_argument_group("4D reconstruction")
     g.add_argument("--preset", choices=("tiny", "cpu", "gpu"), default=None,
                    help="NeRF fit + export sizes (default: gpu with CUDA, else cpu)")
     g.add_argument("--fit-steps", type=int, default=None, help="total NeRF steps (default: the preset's)")
-    g.add_argument("--turntable-frames", type=int, default=None)
-    g.add_argument("--turntable-size", type=int, default=None)
-    g.add_argument("--mesh-resolution", type=int, default=None)
-    g.add_argument("--mesh-threshold", type=float, default=None)
+    g.add_argument("--turntable-frames", type=int, default=None, help="turntable video frames (default: the preset's)")
+    g.add_argument("--turntable-size", type=int, default=None, help="turntable video size (default: the preset's)")
+    g.add_argument("--mesh-resolution", type=int, default=None, help="marching-cubes grid (default: the preset's)")
+    g.add_argument("--mesh-threshold", type=float, default=None, help="surface density (default: 25)")
     g.add_argument("--skip-nerf", action="store_true", help="stop after the sampled videos")
     g = p.add_argument_group("output")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -107,9 +109,9 @@ def parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     d.add_argument("--out", default="sv4d_demo", help="output folder")
     d.add_argument("--fast", action="store_true", help="the demo's short settings (under 2 minutes on 2 CPU cores)")
-    d.add_argument("--resume", action="store_true")
-    d.add_argument("--overwrite", action="store_true")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
+    d.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 

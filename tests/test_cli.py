@@ -95,6 +95,6 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(files, tmp_path, cap
 def test_console_script_and_help_show_defaults():
     r = subprocess.run([sys.executable, "-m", "sv4d_models", "run", "--help"], capture_output=True, text=True, cwd=REPO)
     text = " ".join(r.stdout.split())
-    assert r.returncode == 0 and "--seed SEED (default: 23)" in text and "--resume" in text
+    assert r.returncode == 0 and "derived from it) (default: 23)" in text and "--resume" in text
     assert "sv4d = \"sv4d_models.cli:entry\"" in (REPO / "pyproject.toml").read_text()
     assert torch.__version__

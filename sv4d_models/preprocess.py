@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -240,6 +241,19 @@ def _check_args(size: int, image_frame_ratio: float, white_threshold: float) -> 
         raise ValueError(f"white_threshold is a 0-255 level, got {white_threshold!r}; the official value is 250")
 
 
+MIN_INPUT_SIDE = 16  # smaller inputs cannot show an object SV4D could reconstruct
+
+
+def _check_upsampling(h: int, w: int, side: int, size: int) -> None:
+    """Refuse inputs too small to carry an object; warn when the object is upsampled more than 4x."""
+    if min(h, w) < MIN_INPUT_SIDE:
+        raise ValueError(f"the input frames are {w}x{h} pixels; SV4D needs the object at a usable size (at least "
+                         f"{MIN_INPUT_SIDE} px, ideally {size} px or more): use a larger video")
+    if size / max(side, 1) > 4.0:
+        warnings.warn(f"the object's square crop is {side} px and is upsampled {size / side:.1f}x to {size} px; the "
+                      "result will be blurry: use a higher-resolution video or a smaller image_size", stacklevel=3)
+
+
 def _preprocess(frames: torch.Tensor, size: int, image_frame_ratio: float, white_threshold: float,
                 remove_bg: bool, official: bool, mp4: bool) -> Preprocessed:
     """:func:`preprocess_frames` with the official mp4 round trip switchable (``mp4``) for tests."""
@@ -256,6 +270,7 @@ def _preprocess(frames: torch.Tensor, size: int, image_frame_ratio: float, white
     box = union_box(fg)
     h, w = frames.shape[1:3]
     pl = _placement(box, h, w, image_frame_ratio, official)
+    _check_upsampling(h, w, pl.side, size)
     if official:
         rgb_u8 = _render_official(u8.numpy(), pl, size)
         if mp4:

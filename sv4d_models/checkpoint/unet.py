@@ -37,22 +37,35 @@ def unet_shapes(src: CheckpointSource) -> tuple[str, dict[str, tuple[int, ...]]]
     return UNET_PREFIX, {}
 
 
-def infer_model_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str] = (), hint: str | None = None) -> str:
-    """Model kind from UNet key names/shapes; ``hint`` picks between kinds with identical keys (sv4d2 / 8views)."""
-    if hint is not None and hint not in MODEL_KINDS:
-        raise ValueError(f"model_kind={hint!r} is not supported; use one of {list(MODEL_KINDS)}")
+def infer_model_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str] = (), hint: str | None = None,
+                     stored: str | None = None) -> str:
+    """Model kind from UNet key names/shapes.
+
+    ``hint``: the kind the caller asks for (must agree with the weights; it also picks between kinds with identical
+    keys, sv4d2 / sv4d2_8views). ``stored``: the kind recorded in the file's metadata (our tiny / trained files),
+    trusted where shapes alone cannot tell (non-standard widths).
+    """
+    for name, value in (("model_kind", hint), ("stored model kind", stored)):
+        if value is not None and value not in MODEL_KINDS:
+            raise ValueError(f"{name}={value!r} is not supported; use one of {list(MODEL_KINDS)}")
     has = lambda frag: any(frag in k for k in shapes)  # noqa: E731
+    pick = hint or stored
     if has(".motion_blocks."):
         kind = "sv4d2" if has(".time_mixer_motion.") else "sv4d"
-        if kind == "sv4d2" and hint == "sv4d2_8views":
-            return hint
-        if kind == "sv4d2" and hint is None:
+        if kind == "sv4d2" and pick == "sv4d2_8views":
+            kind = "sv4d2_8views"
+        elif kind == "sv4d2" and pick is None:
             log.info("SV4D 2.0 weights: sv4d2 and sv4d2_8views have identical keys; assuming the 4-view 'sv4d2' "
                      "(pass model_kind='sv4d2_8views' for the 8-view model)")
-    elif has(".time_stack.") and hint in ("sv3d_u", "sv3d_p"):
-        kind = hint  # non-standard width (tiny checkpoints carry their kind in the metadata)
     elif has(".time_stack.") and shapes.get("label_emb.0.0.weight", (0, 0))[1] in (256, 1280):
         kind = "sv3d_u" if shapes["label_emb.0.0.weight"][1] == 256 else "sv3d_p"
+    elif has(".time_stack.") and stored in ("sv3d_u", "sv3d_p"):
+        kind = stored  # non-standard width: the file says which
+    elif has(".time_stack.") and describe_checkpoint(all_keys, shapes).startswith("an SV3D"):
+        if hint not in ("sv3d_u", "sv3d_p"):
+            raise ValueError(f"model_kind={hint!r} was requested but the weights are an SV3D checkpoint"
+                             if hint else "an SV3D checkpoint of non-standard width: pass model_kind='sv3d_u' or 'sv3d_p'")
+        kind = hint
     else:
         raise ValueError(f"this file does not look like an SV4D / SV4D 2.0 / SV3D checkpoint: it looks like "
                          f"{describe_checkpoint(all_keys, shapes)}. Supported files: {', '.join(CHECKPOINT_FILES.values())}")
@@ -122,7 +135,7 @@ def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = Non
     src, owned = as_source(path_or_state_dict)
     try:
         prefix, shapes = unet_shapes(src)
-        kind = infer_model_kind(shapes, src.keys(), hint=model_kind or src.metadata.get(META_KIND))
+        kind = infer_model_kind(shapes, src.keys(), hint=model_kind, stored=src.metadata.get(META_KIND))
         if network_config is None:
             cfg = infer_network_config(kind, shapes, src.metadata)
             if kind in ("sv4d2", "sv4d2_8views"):  # same keys: the kind decides the view-attention grouping
@@ -155,7 +168,7 @@ def peek_checkpoint(path: str | os.PathLike, hint: str | None = None) -> tuple[s
     """
     with CheckpointSource(path) as src:
         _, shapes = unet_shapes(src)
-        kind = infer_model_kind(shapes, src.keys(), hint=hint or src.metadata.get(META_KIND))
+        kind = infer_model_kind(shapes, src.keys(), hint=hint, stored=src.metadata.get(META_KIND))
         dims = vector_dims(kind, src.metadata)
     p = Path(path)
     return kind, dims, f"{p.name}:{p.stat().st_size}"

@@ -63,6 +63,8 @@ class SamplingConfig:
             raise ValueError("azimuths_deg must be a list (one azimuth per view), not a single number")
         object.__setattr__(self, "azimuths_deg", az)
         _check([
+            (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
+             f"seed={self.seed!r} must be an integer in [0, 2^63) (pass seeds are derived from it)"),
             (self.model_kind is None or self.model_kind in FOUR_D_KINDS,
              f"model_kind={self.model_kind!r} is not supported; use one of {list(FOUR_D_KINDS)} or None"),
             (self.num_steps is None or int(self.num_steps) >= 1, f"num_steps={self.num_steps} must be >= 1"),

@@ -7,6 +7,7 @@ that layout, ``[F, S, S, 3]`` in [0, 1] (ComfyUI IMAGE layout), a list of such f
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -74,6 +75,10 @@ def to_model_frames(frames) -> torch.Tensor:
     if not uint8 and layout == "cf" and (lo < -1 - 1e-3 or hi > 1 + 1e-3):
         raise ValueError(f"[F, 3, S, S] frames must be in [-1, 1] but range over [{lo:.3g}, {hi:.3g}]; rescale them "
                          "(x / 127.5 - 1 for 0..255 values)")
+    if not uint8 and layout == "cf" and lo >= 0.0:
+        warnings.warn(f"[F, 3, S, S] frames are read as [-1, 1], but these range over [{lo:.3g}, {hi:.3g}] as if "
+                      "they were in [0, 1] (colours would come out washed out): pass x * 2 - 1, or [F, S, S, 3] "
+                      "frames in [0, 1]", stacklevel=2)
     if layout == "cl":
         x = x.permute(0, 3, 1, 2)
         x = x / 127.5 - 1.0 if uint8 else x * 2.0 - 1.0

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+__all__ = ["clean_temp_files", "atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "atomic_torch_save", "check_writable", "prepare_folder", "fingerprint", "read_json"]
 
 
@@ -61,6 +61,19 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def clean_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files an atomic write killed mid-way (SIGKILL, power loss) left in ``folder``
+    (names ``.<stem>.<random>.tmp<suffix>``); returns what was removed. Final files are never touched."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(".") and ".tmp" in p.name and p.is_file():
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], overwrite: bool = False,

@@ -16,7 +16,7 @@ import torch
 
 from ..camera import Cameras
 from ..config import config_identity
-from ..files import atomic_torch_save, fingerprint
+from ..files import atomic_torch_save, clean_temp_files, fingerprint
 from ..stopping import JobInterrupted, StopCheck, stop_requested
 from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
@@ -158,6 +158,8 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
     state = build_state(config, images, masks, c2w, fov, t, normal_maps)
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
     data_id = data_fingerprint(images, masks, t) if ckpt is not None else None
+    if ckpt is not None:
+        clean_temp_files(ckpt.parent)  # left by a save that was killed mid-way
     if ckpt is not None and ckpt.exists():
         load_checkpoint(ckpt, state, config, data_id)
     guard = DivergenceGuard(config.guard, state)

@@ -23,7 +23,7 @@ from typing import Iterator, Mapping
 
 import torch
 
-from ..files import atomic_torch_save, atomic_write_json, fingerprint, read_json
+from ..files import atomic_torch_save, atomic_write_json, clean_temp_files, fingerprint, read_json
 from ..sampling.plan import REFERENCE, Plan
 
 MANIFEST_FORMAT = 2
@@ -49,6 +49,7 @@ class PassStore:
         self._cache: dict[str, dict] = {}
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
+            clean_temp_files(self.folder)  # left by a write that was killed mid-way
 
     @classmethod
     def open(cls, work_dir: str | os.PathLike | None, offload: str) -> "PassStore":

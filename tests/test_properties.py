@@ -1,0 +1,88 @@
+"""Property-based tests (hypothesis): the planner for every length 1..200 and kind, the config parsers, the frame
+converters."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sv4d_models.kinds import FOUR_D_KINDS
+from sv4d_models.pipeline import PipelineConfig
+from sv4d_models.pipeline.inputs import to_model_frames
+from sv4d_models.sampling import REFERENCE, plan
+
+
+@pytest.mark.parametrize("kind", FOUR_D_KINDS)
+def test_planner_every_length_one_final_writer_and_reads_after_writes(kind):
+    for n in range(1, 201):
+        p = plan(kind, n, num_steps=2)
+        cells = {(t, v) for t in range(n) for v in range(1, p.n_views + 1)}
+        final = p.final_writer()
+        assert set(final) == cells, (kind, n)  # every generated cell has exactly one final writer
+        written = set(p.reference_row())
+        for q in p.passes:  # every reference cell is written before a pass reads it
+            for d in q.directions:
+                if d.reference_frame is not None:
+                    assert {(d.reference_frame, v) for v in q.views} <= written, (kind, n, q.index)
+                assert set(d.frames) <= set(range(n)) and set(d.cond_frames) <= set(range(n))
+            assert set(q.writes) <= cells
+            written |= set(q.writes)
+        sources = p.reference_sources()  # the same invariant through the public query
+        assert all(src == REFERENCE or src < q for q, refs in sources.items() for src in refs.values())
+
+
+flat_keys = st.fixed_dictionaries({}, optional={
+    "seed": st.integers(0, 2**62), "num_steps": st.integers(1, 100), "mode": st.sampled_from(["auto", "official", "extended"]),
+    "image_size": st.sampled_from([64, 128, 576]), "cfg": st.floats(0.5, 5.0), "encoding_t": st.integers(1, 16),
+    "offload": st.sampled_from(["workdir", "cpu"]), "elevations_deg": st.one_of(st.none(), st.floats(-30, 60)),
+    "max_frames": st.one_of(st.none(), st.integers(1, 100)), "dtype": st.sampled_from(["auto", "float32", "bfloat16"]),
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(flat_keys)
+def test_pipeline_config_round_trips_and_routes_flat_keys(d):
+    cfg = PipelineConfig.from_dict(d)
+    assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
+    flat = {**vars(cfg.sampling), **vars(cfg.framing), **vars(cfg.placement)}
+    assert all(flat[k] == v for k, v in d.items())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=12).filter(lambda k: k.isidentifier()))
+def test_pipeline_config_refuses_unknown_keys_by_name(key):
+    known = {f for g in (PipelineConfig().sampling, PipelineConfig().framing, PipelineConfig().placement)
+             for f in vars(g)} | {"sampling", "framing", "placement"}
+    if key in known:
+        return
+    with pytest.raises(ValueError, match=f"unknown PipelineConfig key '{key}'"):
+        PipelineConfig.from_dict({key: 1})
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(4, 24), st.booleans(), st.integers(0, 2**31 - 1))
+def test_frames_convert_to_model_input_in_range(n, size, uint8, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, size, size, 3, generator=g)
+    x = (x * 255).round().to(torch.uint8) if uint8 else x
+    out = to_model_frames(x)
+    assert out.shape == (n, 3, size, size) and out.dtype == torch.float32
+    assert float(out.min()) >= -1.0 and float(out.max()) <= 1.0
+    ref = x.float() / 255.0 if uint8 else x
+    torch.testing.assert_close(out, ref.permute(0, 3, 1, 2) * 2 - 1, rtol=0, atol=1e-6)
+    assert torch.equal(to_model_frames(out), out)  # [F, 3, S, S] in [-1, 1] passes through
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["run.max_steps", "optim.lr", "run.seed", "max_steps", "seed"]),
+                          st.integers(1, 1000)), min_size=1, max_size=4))
+def test_train_overrides_parse_and_land_in_their_group(pairs):
+    from train.config import TrainConfig
+
+    cfg = TrainConfig().with_overrides([f"{k}={v}" for k, v in pairs])
+    last = dict(pairs)
+    for key, value in last.items():
+        group, name = key.split(".") if "." in key else ({"max_steps": "run", "seed": "run"}[key], key)
+        assert getattr(getattr(cfg, group), name) == (float(value) if name == "lr" else value) or \
+            any(k != key and k.endswith(name) for k in last)

@@ -21,15 +21,16 @@ DEMO_INPUT = ASSETS / "demo_input.gif"
 def demo_settings(out: str, video: str | None = None, fast: bool = False, overrides: dict | None = None,
                   resume: bool = False, overwrite: bool = False) -> JobSettings:
     """Job settings of the demo (``fast``: fewer sampler steps, the tiny fit preset and small exports)."""
-    from .assets import DEMO_IMAGE_SIZE, DEMO_KIND, DEMO_STEPS, demo_model_path
+    from .assets import DEMO_CFG, DEMO_IMAGE_SIZE, DEMO_KIND, DEMO_MIN_CFG, DEMO_STEPS, demo_model_path
 
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
-    steps = o.get("steps") or (max(4, DEMO_STEPS // 2) if fast else DEMO_STEPS)
+    steps = o.get("steps") or DEMO_STEPS
     preset = o.get("preset") or ("tiny" if fast else "cpu")
     keep = ("seed", "fit_steps", "turntable_frames", "turntable_size", "mesh_resolution", "mesh_threshold",
             "skip_nerf", "device", "frames")
     return JobSettings(video=str(video or DEMO_INPUT), out=str(out), sv4d=str(demo_model_path()), model_kind=DEMO_KIND,
-                       image_size=DEMO_IMAGE_SIZE, steps=steps, preset=preset, dtype="float32",
+                       image_size=DEMO_IMAGE_SIZE, steps=steps, cfg=DEMO_CFG, min_cfg=DEMO_MIN_CFG, preset=preset,
+                       dtype="float32",
                        preprocess=video is not None, resume=o.get("resume", resume),
                        overwrite=o.get("overwrite", overwrite), **{k: o[k] for k in keep if k in o},
                        **({"fit_steps": 240} if fast and "fit_steps" not in o else {}),

@@ -47,6 +47,8 @@ class JobSettings:
     frames: int | None = None  # keep the first N frames (None: all)
     elevation: float | None = None
     steps: int | None = None
+    cfg: float | None = None  # max guidance scale (None: the kind's official value)
+    min_cfg: float | None = None
     seed: int = 23
     device: str | None = None
     dtype: str = "auto"
@@ -209,6 +211,7 @@ def _pipeline_config(settings: JobSettings) -> dict:
     return {"image_size": settings.image_size, "seed": settings.seed, "mode": settings.mode, "dtype": settings.dtype,
             "device": check_device(settings.device), "max_frames": settings.frames,
             **({"num_steps": settings.steps} if settings.steps else {}),
+            **{k: getattr(settings, k) for k in ("cfg", "min_cfg") if getattr(settings, k) is not None},
             **({"elevations_deg": settings.elevation} if settings.elevation is not None else {})}
 
 

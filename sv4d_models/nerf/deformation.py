@@ -24,6 +24,10 @@ class DeformationConfig:
     hidden: int = 128  # width of the deformation MLP (CPU preset: 64)
     n_hidden_layers: int = 4  # hidden layers; input skip at the middle layer when >= 4
     zero_at_t0: bool = True  # hard dx = 0 at t = 0 (canonical = frame 0)
+    # dx = output_scale * last_layer(h); 0 = 1 / hidden. The last layer is zero-initialised, so Adam's first steps
+    # move each of its weights by ~lr whatever the gradient: without the 1/hidden readout every step displaced the
+    # points by ~lr * sum(h) (0.3 world units at lr 0.005, hidden 64: the dynamic stage diverged, issue 8).
+    output_scale: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeformationConfig":
@@ -42,6 +46,16 @@ def positional_encoding(x: torch.Tensor, n_freq: int, window: torch.Tensor | Non
     if window is not None:
         sin, cos = sin * window[:, None], cos * window[:, None]
     return torch.cat([x, sin.flatten(-2), cos.flatten(-2)], dim=-1)
+
+
+def max_time_bands(n_frames: int) -> int:
+    """Time bands below the Nyquist limit of ``n_frames`` evenly spaced frames: band k (``sin(2^k pi (2t - 1))``) is
+    kept while ``2^(k+1) < n_frames - 1``. Higher bands alias (9 frames: bands 2, 3 are 0 or +-1 at every frame) and
+    make held-out times arbitrary."""
+    k = 0
+    while 2 ** (k + 1) < n_frames - 1:
+        k += 1
+    return k
 
 
 def cosine_window(alpha: float, n_freq: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -85,7 +99,7 @@ class Deformation(nn.Module):
             if i == self.skip_at:
                 h = torch.cat([h, inp], dim=-1)
             h = torch.relu(layer(h))
-        dx = self.out(h)
+        dx = self.out(h) * (self.cfg.output_scale or 1.0 / self.cfg.hidden)
         if self.cfg.zero_at_t0:
             dx = dx * (t != 0).to(dx.dtype)
         return dx

@@ -38,6 +38,7 @@ class NeRFFitConfig:
     lr: float = 0.01  # Adam lr for hash grid and MLPs
     lr_deformation: float = 0.005
     dynamic_canonical_lr_scale: float = 1.0  # multiply grid/MLP lr in the dynamic stage (4D-fy uses 0.01-0.1)
+    dynamic_lr_warmup: int = 30  # deformation lr ramps linearly over the first dynamic steps (fresh Adam state)
     adam_betas: tuple = (0.9, 0.99)
     adam_eps: float = 1e-15
     time_anneal_fraction: float = 0.5  # cosine time-frequency window fully open after this part of stage 2
@@ -113,7 +114,8 @@ def tiny_preset(**overrides) -> NeRFFitConfig:
         loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=0.0),
         occupancy=OccupancyConfig(resolution=16, warmup_steps=16, update_every=8),
         n_samples=24, static_steps=40, dynamic_steps=40, static_views_per_step=0, dynamic_frames_per_step=2,
-        dynamic_views_per_step=2, resolution_schedule=((0, 24),), max_render_size=24, checkpoint_every=20)
+        dynamic_views_per_step=2, resolution_schedule=((0, 24),), max_render_size=24, checkpoint_every=20,
+        dynamic_lr_warmup=0)
     return dataclasses.replace(cfg, **overrides)
 
 

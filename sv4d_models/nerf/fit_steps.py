@@ -9,6 +9,7 @@ import torch
 
 from ..camera import Cameras, pixel_rays
 from . import losses as L
+from .deformation import max_time_bands
 from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
 from .lpips import LPIPS, load_lpips
@@ -123,13 +124,15 @@ def _set_schedules(state: TrainState, static: bool, stage_step: int) -> None:
     cfg = state.cfg
     groups = state.optimizer.param_groups
     groups[0]["lr"] = cfg.lr * (1.0 if static else cfg.dynamic_canonical_lr_scale) * state.lr_scale
-    if len(groups) > 1:
-        groups[1]["lr"] = cfg.lr_deformation * state.lr_scale
+    if len(groups) > 1:  # fresh deformation params: linear warmup, Adam's first steps are full-size sign steps
+        warm = min(1.0, (stage_step + 1) / max(1, cfg.dynamic_lr_warmup))
+        groups[1]["lr"] = cfg.lr_deformation * warm * state.lr_scale
     deform = state.model.deformation
     state.model.use_deformation = not static
     if deform is not None and not static:
         span = max(1.0, cfg.time_anneal_fraction * cfg.dynamic_steps)
-        deform.set_time_alpha(1.0 + (deform.cfg.n_freq_t - 1) * min(1.0, stage_step / span))
+        n_bands = min(deform.cfg.n_freq_t, max_time_bands(len(state.times)))
+        deform.set_time_alpha(min(n_bands, 1.0 + (n_bands - 1) * min(1.0, stage_step / span)))
 
 
 def _update_occupancy(state: TrainState, static: bool, frames: torch.Tensor) -> None:

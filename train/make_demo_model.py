@@ -1,5 +1,8 @@
-"""Make the demo model from scratch: synthetic renders -> VAE -> image encoder -> encoders engine file -> dataset ->
-SV4D 2.0 8-view UNet (``train/configs/demo.yaml``) -> float16 engine file in the official layout + a JSON card.
+"""Make the demo model from scratch: synthetic renders -> VAE (three stages) -> image encoder -> encoders engine file
+-> dataset -> SV4D 2.0 8-view UNet (``train/configs/demo.yaml``) -> float16 engine file in the official layout + a card.
+
+VAE stages: 800 steps on 32 px crops + 60 on whole images; 300 more on whole images (lr 5e-4), then the latents are
+rescaled; 400 decoder-only steps (the latent space, hence the dataset, is fixed from here on).
 
     OMP_NUM_THREADS=1 python -m train.make_demo_model                      # the committed recipe (CPU, ~1.5 h)
     OMP_NUM_THREADS=1 python -m train.make_demo_model --toy --work /tmp/demo_toy --out /tmp/demo_toy/model.safetensors
@@ -74,29 +77,44 @@ def _stage(name: str, timings: dict, done: bool, fn) -> None:
     print(f"== {name}: {timings[name]:.0f} s", flush=True)
 
 
+def encoder_stages(args: argparse.Namespace, work: Path, timings: dict, n_obj: int, n_val: int) -> Path:
+    """Renders, the three VAE stages, the image encoder and the encoders engine file (``model.encoders``)."""
+    from train import demo_renders, train_image_encoder, train_vae
+
+    renders, clip, encoders = work / "renders", work / "clip.safetensors", work / "encoders.safetensors"
+    vae1, vae2, vae3 = (work / f"vae{n}.safetensors" for n in ("_stage1", "", "_final"))
+    toy = ["--full-steps", "2", "--batch", "8"] if args.toy else None
+    _stage("render", timings, (renders / f"obj_{n_obj + n_val - 1:05d}" / "curation.json").is_file(),
+           lambda: demo_renders.main(["--out", str(renders), "--objects", str(n_obj), "--val-objects", str(n_val),
+                                      "--views", "12", "--frames", "9", "--size", "64", "--quiet"]))
+    _stage("vae", timings, vae1.is_file(), lambda: train_vae.main(
+        ["--renders", str(renders), "--out", str(vae1), "--steps", "4" if args.toy else str(args.vae_steps),
+         *(toy or ["--full-steps", str(args.vae_full_steps)])]))
+    _stage("vae_refine", timings, vae2.is_file(), lambda: train_vae.main(
+        ["--renders", str(renders), "--out", str(vae2), "--init", str(vae1), "--steps", "0", "--lr", "5e-4",
+         "--seed", "1", *(toy or ["--full-steps", str(args.vae_refine_steps)])]))
+    _stage("decoder_refine", timings, vae3.is_file(), lambda: train_vae.main(
+        ["--renders", str(renders), "--out", str(vae3), "--init", str(vae2), "--decoder-only", "--steps", "0",
+         "--lr", "5e-4", "--seed", "2", *(toy or ["--full-steps", str(args.decoder_steps)])]))
+    _stage("image_encoder", timings, clip.is_file(), lambda: train_image_encoder.main(
+        ["--renders", str(renders), "--out", str(clip), "--steps", "4" if args.toy else str(args.clip_steps),
+         "--batch", "8" if args.toy else "32"]))
+    _stage("encoders_file", timings, encoders.is_file(), lambda: build_encoders_file(vae3, clip, encoders))
+    return encoders
+
+
 def run_recipe(args: argparse.Namespace) -> Path:
-    from train import demo_renders, prepare_data, train_image_encoder, train_vae
+    """Every stage (skipping finished ones), then the float16 engine file and its card."""
+    from train import prepare_data
     from train.config import load_config
     from train.train import run
 
     work, timings = Path(args.work), {}
-    renders, data = work / "renders", work / "data"
-    vae, clip, encoders = work / "vae.safetensors", work / "clip.safetensors", work / "encoders.safetensors"
     n_obj, n_val = (8, 1) if args.toy else (args.objects, 2)
-    _stage("render", timings, (renders / f"obj_{n_obj + n_val - 1:05d}" / "curation.json").is_file(),
-           lambda: demo_renders.main(["--out", str(renders), "--objects", str(n_obj), "--val-objects", str(n_val),
-                                      "--views", "12", "--frames", "9", "--size", "64", "--quiet"]))
-    vae_steps = ["--steps", "4", "--full-steps", "2", "--batch", "8"] if args.toy else \
-        ["--steps", str(args.vae_steps), "--full-steps", str(args.vae_full_steps)]
-    _stage("vae", timings, vae.is_file(),
-           lambda: train_vae.main(["--renders", str(renders), "--out", str(vae), *vae_steps]))
-    _stage("image_encoder", timings, clip.is_file(), lambda: train_image_encoder.main(
-        ["--renders", str(renders), "--out", str(clip), "--steps", "4" if args.toy else str(args.clip_steps),
-         "--batch", "8" if args.toy else "32"]))
-    _stage("encoders_file", timings, encoders.is_file(), lambda: build_encoders_file(vae, clip, encoders))
+    encoders, data = encoder_stages(args, work, timings, n_obj, n_val), work / "data"
     _stage("dataset", timings, (data / "manifest.json").is_file(), lambda: prepare_data.main(
-        ["--out", str(data), "--encoders", str(encoders), "--renders", str(renders), "--val-objects", str(n_val),
-         "--matrix-kind", "sv4d2_8views", "--quiet"]))
+        ["--out", str(data), "--encoders", str(encoders), "--renders", str(work / "renders"), "--val-objects",
+         str(n_val), "--matrix-kind", "sv4d2_8views", "--quiet"]))
     overrides = [f"model.encoders={encoders}", f"data.path={data}", f"run.output_dir={work / 'unet'}"]
     if args.toy:
         overrides += ["run.max_steps=2", "run.batch_size=1", "run.validate_every=0", "run.val_sample_steps=2",
@@ -120,13 +138,30 @@ def _meta(path: Path) -> dict:
         return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
 
 
+def last_metrics(path: Path, prefix: str) -> dict:
+    """The last logged value of every metric starting with ``prefix`` in a trainer ``metrics.csv`` (+ its step)."""
+    import csv
+
+    if not path.is_file():
+        return {}
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["metric"].startswith(prefix):
+                out[row["metric"]] = float(row["value"])
+                out["step"] = int(row["step"])
+    return out
+
+
 def demo_card(cfg, work: Path, timings: dict, result: dict) -> dict:
     """What the model is, how it was made and what the stages measured (quality: ``benchmarks/demo_quality.py``)."""
     return {"model_kind": cfg.model.kind, "image_size": 64, "unet_size": cfg.model.size,
             "recipe": "python -m train.make_demo_model (train/configs/demo.yaml)", "seed": cfg.run.seed,
             "unet_steps": result.get("step"), "final_loss": result.get("loss"),
-            "validation": {k: float(v) for k, v in (result.get("validation") or {}).items()},
-            "vae": _meta(work / "vae.safetensors"), "image_encoder": _meta(work / "clip.safetensors"),
+            "validation": last_metrics(work / "unet" / "logs" / "metrics.csv", "val/"),
+            "vae_stage1": _meta(work / "vae_stage1.safetensors"), "vae_stage2": _meta(work / "vae.safetensors"),
+            "vae": _meta(work / "vae_final.safetensors"),
+            "image_encoder": _meta(work / "clip.safetensors"),
             "stage_seconds": timings, "storage": "float16 (loaders upcast to float32)"}
 
 
@@ -138,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objects", type=int, default=96, help="training objects")
     p.add_argument("--vae-steps", type=int, default=800)
     p.add_argument("--vae-full-steps", type=int, default=60)
+    p.add_argument("--vae-refine-steps", type=int, default=300, help="second VAE stage: whole images, lr 5e-4")
+    p.add_argument("--decoder-steps", type=int, default=400, help="third VAE stage: decoder only (latents fixed)")
     p.add_argument("--clip-steps", type=int, default=300)
     p.add_argument("--unet-steps", type=int, default=0, help="override run.max_steps of demo.yaml (0 = keep)")
     p.add_argument("--toy", action="store_true", help="minutes-scale check of the whole recipe (tiny counts)")

@@ -82,15 +82,25 @@ def vae_loss(ae: AutoencoderKL, x: torch.Tensor, g: torch.Generator, kl_weight: 
 
 def train_vae(images: torch.Tensor, cfg: VAEConfig = DEMO_VAE_CONFIG, steps: int = 400, full_steps: int = 60,
               batch: int = 32, crop: int = 32, lr: float = 1e-3, kl_weight: float = 1e-6, seed: int = 0,
-              log_every: int = 50, init_logvar: float = -6.0) -> AutoencoderKL:
-    """Train an ``AutoencoderKL`` on ``images [N, S, S, 3]`` uint8 (``steps`` on crops, then ``full_steps`` whole)."""
+              log_every: int = 50, init_logvar: float = -6.0, init: dict | None = None,
+              decoder_only: bool = False) -> AutoencoderKL:
+    """Train an ``AutoencoderKL`` on ``images [N, S, S, 3]`` uint8 (``steps`` on crops, then ``full_steps`` whole),
+    from random weights or from the state dict ``init`` (a later stage); ``decoder_only`` keeps the encoder and
+    ``quant_conv`` (the latent space a dataset was encoded in) fixed."""
     torch.manual_seed(seed)
     ae = AutoencoderKL(cfg)
+    if init is not None:
+        ae.load_state_dict(init)
     with torch.no_grad():  # post_quant_conv is never used by the library: make it an identity
         ae.post_quant_conv.weight.copy_(torch.eye(cfg.z_channels, cfg.embed_dim)[:, :, None, None])
         ae.post_quant_conv.bias.zero_()
-        ae.quant_conv.bias[cfg.embed_dim:].fill_(init_logvar)  # start near-deterministic (posterior std 0.05)
-    params = [p for n, p in ae.named_parameters() if not n.startswith("post_quant_conv")]
+        if init is None:
+            ae.quant_conv.bias[cfg.embed_dim:].fill_(init_logvar)  # start near-deterministic (posterior std 0.05)
+    trained = ("decoder.",) if decoder_only else ("encoder.", "decoder.", "quant_conv.")
+    params = [p for n, p in ae.named_parameters() if n.startswith(trained)]
+    ae.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     total = steps + full_steps
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -155,6 +165,23 @@ def save_vae(ae: AutoencoderKL, path: str | Path, meta: dict) -> Path:
     return Path(path)
 
 
+def finish_decoder_only(ae: AutoencoderKL, init: dict | None, images: torch.Tensor, held_out: torch.Tensor,
+                        out: str, started: float) -> int:
+    """Check the encoder is untouched, measure, save (a decoder-only stage keeps the latent scale of ``init``)."""
+    if init is None:
+        raise ValueError("--decoder-only needs --init (the VAE whose latent space is kept)")
+    state = ae.state_dict()
+    changed = [k for k in init if not k.startswith("decoder.") and not torch.equal(init[k], state[k])]
+    if changed:
+        raise RuntimeError(f"decoder-only training changed {changed[:3]}; the dataset latents would not match")
+    psnr = reconstruction_psnr(ae, held_out)
+    info = {"config": vars(DEMO_VAE_CONFIG), "train_images": len(images), "heldout_images": len(held_out),
+            "heldout_psnr_db": round(psnr, 3), "decoder_only": True, "seconds": round(time.perf_counter() - started, 1)}
+    save_vae(ae, out, info)
+    print(f"vae (decoder only): held-out reconstruction {psnr:.2f} dB, {info['seconds']:.0f} s -> {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.train_vae", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -166,18 +193,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None, help="continue from this VAE file (a second stage) instead of random")
+    p.add_argument("--decoder-only", action="store_true", help="with --init: train the decoder only (the latent "
+                                                                 "space stays that of --init; no rescaling)")
     args = p.parse_args(argv)
     started = time.perf_counter()
     images, held_out = load_renders(args.renders, "train"), load_renders(args.renders, "val")
+    init = None
+    if args.init:
+        from safetensors.torch import load_file
+
+        init = load_file(args.init)
     ae = train_vae(images, DEMO_VAE_CONFIG, args.steps, args.full_steps, args.batch, lr=args.lr,
-                   kl_weight=args.kl_weight, seed=args.seed)
+                   kl_weight=args.kl_weight, seed=args.seed, init=init, decoder_only=args.decoder_only)
+    if args.decoder_only:
+        return finish_decoder_only(ae, init, images, held_out, args.out, started)
     before = reconstruction_psnr(ae, held_out)
-    std = latent_std(ae, images)
+    std = latent_std(ae, images[::8])
     rescale_latents(ae, 1.0 / (LATENT_SCALE * std))
     after = reconstruction_psnr(ae, held_out)
     if abs(after - before) > 0.05:
         raise RuntimeError(f"rescaling changed the held-out reconstruction ({before:.3f} -> {after:.3f} dB)")
-    scaled = LATENT_SCALE * latent_std(ae, images)
+    scaled = LATENT_SCALE * latent_std(ae, images[::8])
     info = {"config": vars(DEMO_VAE_CONFIG), "train_images": len(images), "heldout_images": len(held_out),
             "heldout_psnr_db": round(after, 3), "raw_latent_std": std, "scaled_latent_std": round(scaled, 4),
             "seconds": round(time.perf_counter() - started, 1)}

@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from sv4d_models.synthetic import KINDS, SyntheticScene  # noqa: E402
 
-DEMO_MODEL = REPO / "sv4d_models" / "assets" / "sv4d2_8views_demo.safetensors"
-DEMO_STEPS = 12  # sampler steps the demo uses (the official 50 is not needed at 64 px)
+from sv4d_models.assets import DEMO_MODEL, DEMO_STEPS, demo_pipeline_config  # noqa: E402
+
 HELD_OUT_SEED = 900_000
 
 
@@ -118,32 +118,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=DEMO_STEPS)
     p.add_argument("--per-kind", type=int, default=2, help="held-out scenes per kind (static, rigid, nonrigid)")
     p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--cfg", type=float, default=None, help="max guidance scale (None = the demo default)")
+    p.add_argument("--min-cfg", type=float, default=None, help="min guidance scale (None = the demo default)")
+    p.add_argument("--seed-base", type=int, default=HELD_OUT_SEED, help="first scene seed (tune on other seeds)")
+    p.add_argument("--no-grid", action="store_true", help="do not write benchmarks/out/demo_quality_grid.png")
     p.add_argument("--card", action="store_true", help="write the summary into the model's .json card")
     args = p.parse_args(argv)
     from sv4d_models.pipeline import SV4DPipeline
 
-    pipe = SV4DPipeline.from_checkpoints(args.model, config={"image_size": 64, "num_steps": args.steps,
-                                                             "device": "cpu", "offload": "cpu"})
+    guidance = {k: v for k, v in (("cfg", args.cfg), ("min_cfg", args.min_cfg)) if v is not None}
+    config = demo_pipeline_config(num_steps=args.steps, device="cpu", offload="cpu", **guidance)
+    pipe = SV4DPipeline.from_checkpoints(args.model, config=config)
     lpips = lpips_fn()
     rows = []
     for i in range(args.per_kind):
         for j, kind in enumerate(KINDS):
-            out = evaluate_scene(pipe, kind, HELD_OUT_SEED + i * len(KINDS) + j, args.frames, lpips)
+            out = evaluate_scene(pipe, kind, args.seed_base + i * len(KINDS) + j, args.frames, lpips)
             rows.append(out["row"])
-            if len(rows) == 1:
+            if len(rows) == 1 and not args.no_grid:
                 write_grid(out["images"], out["gt"], REPO / "benchmarks" / "out" / "demo_quality_grid.png")
     print(table(rows))
     s = summarise(rows, args.steps)
     lp = f", LPIPS {s['lpips']:.3f} vs {s['lpips_copy']:.3f}" if "lpips" in s else \
         ", LPIPS not computable offline (no local backbone weights)"
-    print(f"demo model, {args.steps} steps, {len(rows)} held-out scenes x {args.frames} frames x 8 novel views: "
+    guide = f"cfg {config['cfg']} / {config['min_cfg']}"
+    print(f"demo model, {args.steps} steps, {guide}, {len(rows)} held-out scenes x {args.frames} frames x 8 novel views: "
           f"PSNR {s['psnr']:.2f} dB vs copy-input baseline {s['psnr_copy']:.2f} dB "
           f"({s['psnr'] - s['psnr_copy']:+.2f} dB), SSIM {s['ssim']:.3f} vs {s['ssim_copy']:.3f}{lp}; "
           f"{s['seconds']:.1f} s per {args.frames}-frame video on this CPU")
     if args.card:
         card_path = Path(args.model).with_suffix(".json")
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        card["quality"] = {**s, "benchmark": "benchmarks/demo_quality.py", "held_out_seeds_from": HELD_OUT_SEED}
+        card["quality"] = {**s, "cfg": config["cfg"], "min_cfg": config["min_cfg"], "benchmark": "benchmarks/demo_quality.py",
+                           "held_out_seeds_from": args.seed_base}
         card_path.write_text(json.dumps(card, indent=1) + "\n")
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sv4d_models.encoders.vae import LATENT_SCALE
-from sv4d_models.assets import DEMO_CARD, DEMO_IMAGE_SIZE, DEMO_KIND, DEMO_STEPS, demo_model_path
+from sv4d_models.assets import DEMO_CARD, DEMO_IMAGE_SIZE, DEMO_KIND, demo_model_path, demo_pipeline_config
 
 HELD_OUT_SEED = 900_100  # never used by train/make_demo_model.py (1000.., 500000..) nor the benchmark's first seeds
 
@@ -50,8 +50,7 @@ def test_one_window_on_a_held_out_scene_beats_repeating_the_input(one_thread):
 
     gt = SyntheticScene.make(kind="rigid", seed=HELD_OUT_SEED).render_matrix(
         model_kind=DEMO_KIND, n_frames=5, size=DEMO_IMAGE_SIZE)["images"]  # [5, 9, 64, 64, 3]
-    pipe = SV4DPipeline.from_checkpoints(demo_model_path(), config={
-        "image_size": DEMO_IMAGE_SIZE, "num_steps": DEMO_STEPS, "device": "cpu", "offload": "cpu"})
+    pipe = SV4DPipeline.from_checkpoints(demo_model_path(), config=demo_pipeline_config(device="cpu", offload="cpu"))
     images = pipe.run(gt[:, 0]).images
     assert images.shape == gt.shape and torch.isfinite(images).all()
     truth = gt[:, 1:]

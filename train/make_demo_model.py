@@ -2,7 +2,7 @@
 -> dataset -> SV4D 2.0 8-view UNet (``train/configs/demo.yaml``) -> float16 engine file in the official layout + a card.
 
 VAE stages: 800 steps on 32 px crops + 60 on whole images; 300 more on whole images (lr 5e-4), then the latents are
-rescaled; 400 decoder-only steps (the latent space, hence the dataset, is fixed from here on).
+rescaled; 300 decoder-only steps (the latent space, hence the dataset, is fixed from here on).
 
     OMP_NUM_THREADS=1 python -m train.make_demo_model                      # the committed recipe (CPU, ~1.5 h)
     OMP_NUM_THREADS=1 python -m train.make_demo_model --toy --work /tmp/demo_toy --out /tmp/demo_toy/model.safetensors
@@ -88,7 +88,8 @@ def encoder_stages(args: argparse.Namespace, work: Path, timings: dict, n_obj: i
            lambda: demo_renders.main(["--out", str(renders), "--objects", str(n_obj), "--val-objects", str(n_val),
                                       "--views", "12", "--frames", "9", "--size", "64", "--quiet"]))
     _stage("vae", timings, vae1.is_file(), lambda: train_vae.main(
-        ["--renders", str(renders), "--out", str(vae1), "--steps", "4" if args.toy else str(args.vae_steps),
+        ["--renders", str(renders), "--out", str(vae1), "--std-stride", "1",
+         "--steps", "4" if args.toy else str(args.vae_steps),
          *(toy or ["--full-steps", str(args.vae_full_steps)])]))
     _stage("vae_refine", timings, vae2.is_file(), lambda: train_vae.main(
         ["--renders", str(renders), "--out", str(vae2), "--init", str(vae1), "--steps", "0", "--lr", "5e-4",
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vae-steps", type=int, default=800)
     p.add_argument("--vae-full-steps", type=int, default=60)
     p.add_argument("--vae-refine-steps", type=int, default=300, help="second VAE stage: whole images, lr 5e-4")
-    p.add_argument("--decoder-steps", type=int, default=400, help="third VAE stage: decoder only (latents fixed)")
+    p.add_argument("--decoder-steps", type=int, default=300, help="third VAE stage: decoder only (latents fixed)")
     p.add_argument("--clip-steps", type=int, default=300)
     p.add_argument("--unet-steps", type=int, default=0, help="override run.max_steps of demo.yaml (0 = keep)")
     p.add_argument("--toy", action="store_true", help="minutes-scale check of the whole recipe (tiny counts)")

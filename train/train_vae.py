@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--std-stride", type=int, default=8, help="latent std over every N-th training image")
     p.add_argument("--init", default=None, help="continue from this VAE file (a second stage) instead of random")
     p.add_argument("--decoder-only", action="store_true", help="with --init: train the decoder only (the latent "
                                                                  "space stays that of --init; no rescaling)")
@@ -209,12 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.decoder_only:
         return finish_decoder_only(ae, init, images, held_out, args.out, started)
     before = reconstruction_psnr(ae, held_out)
-    std = latent_std(ae, images[::8])
+    std = latent_std(ae, images[::args.std_stride])
     rescale_latents(ae, 1.0 / (LATENT_SCALE * std))
     after = reconstruction_psnr(ae, held_out)
     if abs(after - before) > 0.05:
         raise RuntimeError(f"rescaling changed the held-out reconstruction ({before:.3f} -> {after:.3f} dB)")
-    scaled = LATENT_SCALE * latent_std(ae, images[::8])
+    scaled = LATENT_SCALE * latent_std(ae, images[::args.std_stride])
     info = {"config": vars(DEMO_VAE_CONFIG), "train_images": len(images), "heldout_images": len(held_out),
             "heldout_psnr_db": round(after, 3), "raw_latent_std": std, "scaled_latent_std": round(scaled, 4),
             "seconds": round(time.perf_counter() - started, 1)}

@@ -2,9 +2,8 @@
 library's synthetic scenes by ``python -m train.make_demo_model``) and its JSON card (recipe, sizes, measured
 quality: ``benchmarks/demo_quality.py``).
 
-    from sv4d_models.assets import demo_model_path, DEMO_IMAGE_SIZE, DEMO_STEPS
-    pipe = SV4DPipeline.from_checkpoints(demo_model_path(),
-                                         config={"image_size": DEMO_IMAGE_SIZE, "num_steps": DEMO_STEPS})
+    from sv4d_models.assets import demo_model_path, demo_pipeline_config
+    pipe = SV4DPipeline.from_checkpoints(demo_model_path(), config=demo_pipeline_config())
 """
 from __future__ import annotations
 
@@ -14,7 +13,14 @@ DEMO_MODEL = Path(__file__).with_name("sv4d2_8views_demo.safetensors")  # float1
 DEMO_CARD = DEMO_MODEL.with_suffix(".json")
 DEMO_KIND = "sv4d2_8views"
 DEMO_IMAGE_SIZE = 64  # the model's only resolution (8 x 8 latents)
-DEMO_STEPS = 12  # Euler steps per window the demo uses (quality measured at this count)
+DEMO_STEPS = 1  # Euler steps per window: 1 = the MMSE estimate, best PSNR (benchmarks/demo_quality.py; 4 steps in README)
+DEMO_CFG, DEMO_MIN_CFG = 1.0, 1.0  # no guidance at 1 step (official sv4d2_8views: 2.5 / 1.5)
+
+
+def demo_pipeline_config(**changes) -> dict:
+    """``SV4DPipeline`` settings the demo model was measured with (64 px, ``DEMO_STEPS``, guidance), plus ``changes``."""
+    return {"image_size": DEMO_IMAGE_SIZE, "num_steps": DEMO_STEPS, "cfg": DEMO_CFG, "min_cfg": DEMO_MIN_CFG,
+            **changes}
 
 
 def demo_model_path() -> Path:
@@ -25,4 +31,5 @@ def demo_model_path() -> Path:
     return DEMO_MODEL
 
 
-__all__ = ["DEMO_MODEL", "DEMO_CARD", "DEMO_KIND", "DEMO_IMAGE_SIZE", "DEMO_STEPS", "demo_model_path"]
+__all__ = ["DEMO_MODEL", "DEMO_CARD", "DEMO_KIND", "DEMO_IMAGE_SIZE", "DEMO_STEPS", "DEMO_CFG", "DEMO_MIN_CFG",
+           "demo_model_path", "demo_pipeline_config"]

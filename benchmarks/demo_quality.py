@@ -105,10 +105,12 @@ def table(rows: list[dict]) -> str:
 
 
 def summarise(rows: list[dict], steps: int) -> dict:
-    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
-    out = {"scenes": len(rows), "steps": steps, **{k: round(mean(k), 3) for k in rows[0] if k not in ("kind", "seed")}}
-    out["per_kind"] = {k: {m: round(sum(r[m] for r in rows if r["kind"] == k) / max(1, sum(r["kind"] == k for r in rows)), 3)
-                           for m in ("psnr", "psnr_copy", "ssim", "ssim_copy")} for k in KINDS}
+    def mean(key: str, of: list[dict]) -> float:
+        return round(sum(r[key] for r in of) / max(1, len(of)), 3)
+
+    out = {"scenes": len(rows), "steps": steps, **{k: mean(k, rows) for k in rows[0] if k not in ("kind", "seed")}}
+    out["per_kind"] = {kind: {m: mean(m, [r for r in rows if r["kind"] == kind])
+                              for m in ("psnr", "psnr_copy", "ssim", "ssim_copy")} for kind in KINDS}
     return out
 
 
@@ -142,15 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     lp = f", LPIPS {s['lpips']:.3f} vs {s['lpips_copy']:.3f}" if "lpips" in s else \
         ", LPIPS not computable offline (no local backbone weights)"
     guide = f"cfg {config['cfg']} / {config['min_cfg']}"
-    print(f"demo model, {args.steps} steps, {guide}, {len(rows)} held-out scenes x {args.frames} frames x 8 novel views: "
+    print(f"demo model, {args.steps} steps, {guide}, {len(rows)} held-out scenes x {args.frames} frames x 8 novel "
+          "views: "
           f"PSNR {s['psnr']:.2f} dB vs copy-input baseline {s['psnr_copy']:.2f} dB "
           f"({s['psnr'] - s['psnr_copy']:+.2f} dB), SSIM {s['ssim']:.3f} vs {s['ssim_copy']:.3f}{lp}; "
           f"{s['seconds']:.1f} s per {args.frames}-frame video on this CPU")
     if args.card:
         card_path = Path(args.model).with_suffix(".json")
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        card["quality"] = {**s, "cfg": config["cfg"], "min_cfg": config["min_cfg"], "benchmark": "benchmarks/demo_quality.py",
-                           "held_out_seeds_from": args.seed_base}
+        card["quality"] = {**s, "cfg": config["cfg"], "min_cfg": config["min_cfg"],
+                           "benchmark": "benchmarks/demo_quality.py", "held_out_seeds_from": args.seed_base}
         card_path.write_text(json.dumps(card, indent=1) + "\n")
     return 0
 

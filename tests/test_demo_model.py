@@ -36,9 +36,9 @@ def test_demo_model_fits_the_budget_and_loads_through_load_unet():
     assert dtypes == {"F16"}
     kind, dims, _ = peek_checkpoint(path)
     assert kind == DEMO_KIND and sum(dims) > 0
-    unet = load_unet(path)
-    assert unet.model_kind == DEMO_KIND
-    assert {p.dtype for p in unet.parameters()} == {torch.float32}  # float16 storage is upcast on load
+    assert load_unet(path).model_kind == DEMO_KIND  # the stored dtype (float16) by default
+    unet = load_unet(path, dtype=torch.float32)  # what the pipeline does on a CPU: float16 storage upcast on load
+    assert {p.dtype for p in unet.parameters()} == {torch.float32}
     assert all(torch.isfinite(p).all() for p in unet.parameters())
     card = json.loads(DEMO_CARD.read_text())
     assert card["model_kind"] == DEMO_KIND and card["image_size"] == DEMO_IMAGE_SIZE
@@ -51,6 +51,7 @@ def test_one_window_on_a_held_out_scene_beats_repeating_the_input(one_thread):
     gt = SyntheticScene.make(kind="rigid", seed=HELD_OUT_SEED).render_matrix(
         model_kind=DEMO_KIND, n_frames=5, size=DEMO_IMAGE_SIZE)["images"]  # [5, 9, 64, 64, 3]
     pipe = SV4DPipeline.from_checkpoints(demo_model_path(), config=demo_pipeline_config(device="cpu", offload="cpu"))
+    assert next(pipe.models.unet.parameters()).dtype == torch.float32  # float16 file, float32 run on the CPU
     images = pipe.run(gt[:, 0]).images
     assert images.shape == gt.shape and torch.isfinite(images).all()
     truth = gt[:, 1:]
@@ -87,7 +88,8 @@ def test_encoders_file_loads_through_the_engine_loaders(tmp_path):
     ae, clip = AutoencoderKL(DEMO_VAE_CONFIG).eval(), ClipImageEncoder(DEMO_CLIP_CONFIG).eval()
     save_vae(ae, tmp_path / "vae.safetensors", {})
     save_image_encoder(clip, tmp_path / "clip.safetensors", {})
-    path = build_encoders_file(tmp_path / "vae.safetensors", tmp_path / "clip.safetensors", tmp_path / "enc.safetensors")
+    path = build_encoders_file(tmp_path / "vae.safetensors", tmp_path / "clip.safetensors",
+                               tmp_path / "enc.safetensors")
     models = load_encoder_models(path, DEMO_KIND)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     torch.testing.assert_close(models.clip_embed(x), clip(x))

@@ -13,12 +13,12 @@ DEMO_MODEL = Path(__file__).with_name("sv4d2_8views_demo.safetensors")  # float1
 DEMO_CARD = DEMO_MODEL.with_suffix(".json")
 DEMO_KIND = "sv4d2_8views"
 DEMO_IMAGE_SIZE = 64  # the model's only resolution (8 x 8 latents)
-DEMO_STEPS = 1  # Euler steps per window: 1 = the MMSE estimate, best PSNR (benchmarks/demo_quality.py; 4 steps in README)
+DEMO_STEPS = 1  # Euler steps per window: 1 = the model's mean estimate, the best PSNR (benchmarks/demo_quality.py)
 DEMO_CFG, DEMO_MIN_CFG = 1.0, 1.0  # no guidance at 1 step (official sv4d2_8views: 2.5 / 1.5)
 
 
 def demo_pipeline_config(**changes) -> dict:
-    """``SV4DPipeline`` settings the demo model was measured with (64 px, ``DEMO_STEPS``, guidance), plus ``changes``."""
+    """``SV4DPipeline`` settings the demo model was measured with (64 px, ``DEMO_STEPS``, guidance) + ``changes``."""
     return {"image_size": DEMO_IMAGE_SIZE, "num_steps": DEMO_STEPS, "cfg": DEMO_CFG, "min_cfg": DEMO_MIN_CFG,
             **changes}
 

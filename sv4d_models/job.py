@@ -264,7 +264,8 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
         text += f", {m['held_out_view']['psnr']:.2f} dB held-out view, {m['held_out_frame']['psnr']:.2f} dB held-out frame"
     report({"summary": "reconstruction", "text": f"{text}; {len(paths['mesh_vertices'])} meshes -> {out / 'reconstruction'}"})
     return {"metrics": m, "nerf_config": config.to_dict(), "export": dataclasses.asdict(export),
-            "outputs": {k: str(v) for k, v in paths.items() if k in ("turntable", "glb", "meshes", "transforms")}}
+            "outputs": {k: [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
+                        for k, v in paths.items() if k in ("turntable", "glb", "meshes", "transforms")}}
 
 
 def run_job(settings: JobSettings, report: Reporter = lambda info: None,

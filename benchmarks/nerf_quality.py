@@ -1,0 +1,163 @@
+"""4D-fit quality over presets x scene kinds x seeds x threads: held-out PSNR per cell, and did a stage diverge.
+
+Presets: ``tiny`` (the CI preset, formerly called ``test``) and ``cpu`` (the CLI default without a GPU).
+
+Every cell fits ``fit_dynamic_nerf`` (the library's fit, the preset unchanged) on a synthetic scene's exact SV4D
+matrix (9 frames x 9 views, 64 px: the demo's size) and scores the field against the scene's exact renders where it
+was *not* fitted:
+
+- ``held-out views``: four SV3D-orbit azimuths that are not matrix columns (20, 80, 200, 340 deg), at the 9 times;
+- ``held-out times``: the 8 mid-frame times (t between two frames), at the 9 matrix views.
+
+A cell *diverged* when the divergence guard rolled back, the fit raised, any rendered frame covers less than half
+of the exact mask (a blank field), or the loss of the dynamic stage's last 10% is above 3x the static stage's last
+10% (the field never recovered). Each cell runs in its own process with ``OMP_NUM_THREADS`` set (thread counts change
+the float summation order, so 1 and 2 threads are separate cells); results go to ``--results`` (JSON lines) as they
+finish, so a rerun continues where the last one stopped. Load on the machine changes the seconds, not the PSNR.
+
+Usage:  python benchmarks/nerf_quality.py [--presets tiny cpu] [--kinds static rigid nonrigid] [--seeds 0 1 2]
+                                          [--threads 1 2] [--results benchmarks/out/nerf_quality.jsonl]
+Prints one markdown table (the README's) and one summary line against the goal: no cell diverges, every
+cpu-preset cell >= 24 dB on both held-out sets.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GOAL_DB = 24.0
+HELD_OUT_AZIMUTHS = (20.0, 80.0, 200.0, 340.0)  # SV3D orbit azimuths (every 20 deg) that no SV4D column uses
+N_FRAMES, SIZE = 9, 64
+
+
+def fit_cell(preset: str, kind: str, seed: int) -> dict:
+    """Fit one cell in this process and score it (see the module docstring)."""
+    import torch
+
+    from sv4d_models.camera import Cameras
+    from sv4d_models.nerf.fit import fit_dynamic_nerf
+    from sv4d_models.nerf.fit_config import PRESETS
+    from sv4d_models.nerf.quality import evaluate, summarise
+    from sv4d_models.synthetic import SyntheticScene
+
+    torch.manual_seed(seed)
+    scene = SyntheticScene.make(kind=kind, seed=seed)
+    gt = scene.render_matrix(model_kind="sv4d", n_frames=N_FRAMES, size=SIZE)
+    cfg = PRESETS[preset]()
+    t0 = time.perf_counter()
+    row = {"preset": preset, "kind": kind, "seed": seed, "threads": torch.get_num_threads()}
+    try:
+        fit = fit_dynamic_nerf(gt["images"], gt["masks"], gt["cameras"], gt["times"], cfg)
+    except Exception as exc:  # noqa: BLE001 - a failed fit is a result of this benchmark (diverged)
+        return {**row, "error": f"{type(exc).__name__}: {exc}", "diverged": True, "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    train = summarise(evaluate(fit, gt["images"], gt["masks"], gt["cameras"], gt["times"], SIZE))
+    # held-out views at the fitted times
+    cams = Cameras.orbit(torch.tensor(HELD_OUT_AZIMUTHS, dtype=torch.float64), float(gt["cameras"].elevation_deg[0]))
+    hv = [scene.render(cams, float(t), SIZE) for t in gt["times"]]
+    views = summarise(evaluate(fit, torch.stack([r["rgb"] for r in hv]), torch.stack([r["mask"] for r in hv]), cams,
+                               gt["times"], SIZE))
+    # held-out times at the fitted views
+    mid = (gt["times"][:-1] + gt["times"][1:]) / 2
+    ht = [scene.render(gt["cameras"], float(t), SIZE) for t in mid]
+    times = summarise(evaluate(fit, torch.stack([r["rgb"] for r in ht]), torch.stack([r["mask"] for r in ht]),
+                               gt["cameras"], mid, SIZE))
+    losses = [h["loss"] for h in fit.history]
+    n_s, n_d = cfg.static_steps, cfg.dynamic_steps
+    tail = lambda xs: sum(xs[-max(1, len(xs) // 10):]) / max(1, len(xs[-max(1, len(xs) // 10):]))  # noqa: E731
+    recovered = n_d == 0 or n_s == 0 or tail(losses[n_s:]) <= 3.0 * tail(losses[:n_s])
+    min_cov = min(train["min_coverage_ratio"], views["min_coverage_ratio"], times["min_coverage_ratio"])
+    return {**row, "seconds": round(seconds, 1), "psnr_train": round(train["psnr"], 2),
+            "psnr_views": round(views["psnr"], 2), "psnr_times": round(times["psnr"], 2),
+            "min_coverage_ratio": round(min_cov, 3), "rollbacks": len(fit.rollbacks),
+            "loss_recovered": recovered,
+            "diverged": bool(fit.rollbacks) or min_cov < 0.5 or not recovered}
+
+
+def run_cell(preset: str, kind: str, seed: int, threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, __file__, "--cell", preset, kind, str(seed)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"preset": preset, "kind": kind, "seed": seed, "threads": threads, "diverged": True,
+                "error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] or ''}"}
+    return json.loads(lines[-1])
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| preset | scene | seed | threads | held-out views dB | held-out times dB | fitted views dB | "
+           "diverged | fit s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['preset']} | {r['kind']} | {r['seed']} | {r['threads']} | - | - | - | "
+                       f"yes ({r['error'][:60]}) | - |")
+            continue
+        why = [w for w, bad in (("rollback", r["rollbacks"]), ("blank", r["min_coverage_ratio"] < 0.5),
+                                ("loss", not r["loss_recovered"])) if bad]
+        out.append(f"| {r['preset']} | {r['kind']} | {r['seed']} | {r['threads']} | {r['psnr_views']:.2f} | "
+                   f"{r['psnr_times']:.2f} | {r['psnr_train']:.2f} | {'yes: ' + ', '.join(why) if why else 'no'} | "
+                   f"{r['seconds']:.0f} |")
+    return "\n".join(out)
+
+
+def summary(rows: list[dict]) -> str:
+    div = [r for r in rows if r["diverged"]]
+    cpu = [r for r in rows if r["preset"] == "cpu" and "error" not in r]
+    below = [r for r in cpu if min(r["psnr_views"], r["psnr_times"]) < GOAL_DB]
+    worst = min((min(r["psnr_views"], r["psnr_times"]) for r in cpu), default=float("nan"))
+    ok = not div and not below
+    return (f"summary: {len(rows)} cells, {len(div)} diverged; cpu preset: {len(cpu) - len(below)}/{len(cpu)} cells "
+            f">= {GOAL_DB:.0f} dB on both held-out sets (worst {worst:.2f} dB) -> goal {'met' if ok else 'NOT met'}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["tiny", "cpu"])
+    ap.add_argument("--kinds", nargs="+", default=["static", "rigid", "nonrigid"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "out" / "nerf_quality.jsonl"),
+                    help="JSON lines of finished cells; cells already there are not rerun (delete it to start over)")
+    ap.add_argument("--cell", nargs=3, metavar=("PRESET", "KIND", "SEED"), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.cell:
+        print(json.dumps(fit_cell(a.cell[0], a.cell[1], int(a.cell[2]))), flush=True)
+        return 0
+    path = Path(a.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if path.exists():
+        for ln in path.read_text().splitlines():
+            r = json.loads(ln)
+            done[(r["preset"], r["kind"], r["seed"], r["threads"])] = r
+    rows = []
+    for preset in a.presets:
+        for kind in a.kinds:
+            for seed in a.seeds:
+                for th in a.threads:
+                    key = (preset, kind, seed, th)
+                    if key not in done:
+                        done[key] = run_cell(preset, kind, seed, th)
+                        with open(path, "a") as f:
+                            f.write(json.dumps(done[key]) + "\n")
+                        r = done[key]
+                        print(f"{preset:4s} {kind:8s} seed {seed} threads {th}: "
+                              + (r.get("error") or f"views {r['psnr_views']:.2f} times {r['psnr_times']:.2f} dB, "
+                                 f"diverged={r['diverged']}, {r['seconds']:.0f} s"), flush=True)
+                    rows.append(done[key])
+    print(table(rows))
+    print(summary(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

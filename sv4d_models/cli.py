@@ -66,7 +66,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
     g.add_argument("--sv4d", default=None, help="4D checkpoint (sv4d / sv4d2 / sv4d2_8views .safetensors); default: "
                                                 "the official file name in $SV4D_MODELS or ./checkpoints")
-    g.add_argument("--sv3d", default=None, help="SV3D checkpoint for sv4d's reference orbit (sv3d_u / sv3d_p)")
+    g.add_argument("--sv3d", default=None, help="SV3D checkpoint for sv4d's reference orbit (sv3d_u / sv3d_p); default: "
+                   "sv3d_u or sv3d_p.safetensors in $SV4D_MODELS or ./checkpoints")
     g.add_argument("--model", choices=("official", "demo"), default="official",
                    help="demo: the bundled 64 px demo model instead of official weights")
     g.add_argument("--model-kind", choices=FOUR_D_KINDS, default=None,
@@ -99,12 +100,12 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _DefaultsFormatter
     p = argparse.ArgumentParser(prog="sv4d", description=__doc__.split("\n\n")[0], formatter_class=fmt)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt)
     r.add_argument("video", help="video / gif / image folder of the object")
-    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--out", required=True, help="output folder (required; no default)")
     _add_job_options(r)
     d = sub.add_parser("demo", help="the whole job on the bundled sample video with the bundled demo model",
                        formatter_class=fmt)
@@ -173,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(a, "quiet", False):
         print(json.dumps({k: manifest[k] for k in ("outputs", "timings_s") if k in manifest}, indent=1))
     return 0
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where the help text does not already say what the default is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default" in text else super()._get_help_string(action)
 
 
 def entry() -> None:

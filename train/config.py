@@ -10,6 +10,7 @@ as YAML (``1e-4``, ``true``, ``[1, 2]``). Unknown keys raise ValueError naming t
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up, then constant."""
+    """AdamW: linear warm-up, constant, then (``decay_steps`` > 0) a cosine from ``decay_start`` down to
+    ``min_lr_ratio`` x lr over ``decay_steps`` steps (constant at that level afterwards)."""
 
     lr: float = 1e-5
     weight_decay: float = 0.0
@@ -69,9 +71,23 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_steps: int = 0
     grad_clip: float = 1.0  # max global grad norm (0 = off)
+    decay_start: int = 0  # step at which the cosine decay begins
+    decay_steps: int = 0  # 0 = no decay
+    min_lr_ratio: float = 0.0
+
+    def lr_factor(self, step: int) -> float:
+        """Learning-rate multiplier at optimizer step ``step`` (0-based)."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.decay_steps <= 0 or step < self.decay_start:
+            return warm
+        done = min(1.0, (step - self.decay_start) / self.decay_steps)
+        return warm * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done)))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        _check([(self.decay_start >= 0 and self.decay_steps >= 0,
+                 f"optim.decay_start={self.decay_start} / decay_steps={self.decay_steps} must be >= 0"),
+                (0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")])
         _check([(self.lr > 0, f"optim.lr={self.lr} must be > 0"), (self.warmup_steps >= 0, "optim.warmup_steps < 0"),
                 (self.grad_clip >= 0, f"optim.grad_clip={self.grad_clip} must be >= 0"),
                 (len(self.betas) == 2, f"optim.betas={self.betas} needs two values")])

@@ -70,7 +70,7 @@ def build_data(cfg: TrainConfig, context_dim: int) -> tuple[ShardedDataset, Samp
 def build_optimizer(cfg: TrainConfig, unet: torch.nn.Module):
     o = cfg.optim
     opt = torch.optim.AdamW(unet.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / o.warmup_steps) if o.warmup_steps else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, o.lr_factor)
     return opt, sched
 
 

@@ -1,0 +1,58 @@
+"""Issue 8's regression: the demo object fitted with the CPU preset (what ``sv4d demo`` and ``sv4d run`` use without a
+GPU) stays a full object in every turntable frame and scores above a measured floor on the held-out view and frame.
+
+Before the fix the dynamic stage's first steps warped the points out of the box: the turntable was white after
+frame 0 and 8 of 9 meshes were empty. Fitted on the scene's exact views (the generated views are tested by
+``test_demo_job.py``), 9 frames x 9 columns at 64 px, the preset unchanged; about 4-5 minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sv4d_models.demo import DEMO_FRAMES, DEMO_SCENE
+
+pytestmark = pytest.mark.slow
+
+# Measured once (2026-11-26, 2 threads, the committed preset): held-out view 21.0 dB, held-out frame 20.4 dB,
+# fitted 21.4 dB. The floors leave ~1.5 dB for float summation order on other CPUs.
+HELD_OUT_VIEW_FLOOR_DB = 19.5
+HELD_OUT_FRAME_FLOOR_DB = 19.0
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from sv4d_models.nerf.fit_config import cpu_preset
+    from sv4d_models.reconstruction import ExportSettings, reconstruct
+    from sv4d_models.synthetic import SyntheticScene
+
+    gt = SyntheticScene.make(**DEMO_SCENE).render_matrix(model_kind="sv4d2_8views", n_frames=DEMO_FRAMES, size=64)
+    out = tmp_path_factory.mktemp("demo_scene_cpu")
+    paths = reconstruct(gt["images"], gt["masks"], gt["cameras"], gt["times"], out, cpu_preset(),
+                        ExportSettings.for_preset("cpu"))
+    return gt, paths
+
+
+def test_every_turntable_frame_shows_the_whole_object(fitted):
+    import imageio.v3 as iio
+
+    gt, paths = fitted
+    frames = iio.imread(paths["turntable"], plugin="pyav")
+    assert len(frames) == 24
+    foreground = (frames < 240).any(-1).mean(axis=(1, 2))
+    mask = float(gt["masks"].mean())
+    assert (foreground > mask / 2).all() and (foreground < mask * 2).all(), (foreground.round(3), mask)
+
+
+def test_held_out_view_and_frame_are_above_the_measured_floor(fitted):
+    m = fitted[1]["metrics"]
+    print({k: round(m[k]["psnr"], 2) for k in ("fitted", "held_out_view", "held_out_frame")})
+    assert not m["rollbacks"]
+    assert m["held_out_view"]["psnr"] > HELD_OUT_VIEW_FLOOR_DB and m["held_out_frame"]["psnr"] > HELD_OUT_FRAME_FLOOR_DB
+    assert min(m[k]["min_coverage_ratio"] for k in ("fitted", "held_out_view", "held_out_frame")) > 0.8
+
+
+def test_every_frame_has_a_mesh(fitted):
+    vertices = fitted[1]["mesh_vertices"]
+    assert len(vertices) == DEMO_FRAMES and min(vertices) > 500, vertices
+    assert np.isfinite(vertices).all()

@@ -9,10 +9,11 @@ out ``[b, L, heads * dim_head]``, the signature of ComfyUI's ``optimized_attenti
 choose the kernel.
 
 Inference (no autograd graph recorded: ``torch.no_grad`` / ``torch.inference_mode``) takes a second path through the
-same operations: residual adds, GEGLU and SiLU overwrite tensors the layer itself created, and the SV4D transformer
+same operations (``fast_ops``): residual adds overwrite tensors the layer itself created, and the SV4D transformer
 runs its spatial, view and frame sub-blocks over cache-sized chunks of one ``[n, hw, c]`` buffer
-(``TOKENS_PER_CHUNK``), so no full-size layout copy or feed-forward intermediate is ever allocated. The operations
-(and their order per element) are the reference ones; only GEMM blocking and short-sequence attention kernels differ.
+(``fast_ops.TOKENS_PER_CHUNK``), so no full-size layout copy or feed-forward intermediate is ever allocated. The
+operations (and their order per element) are the reference ones; only GEMM blocking and the short-sequence
+attention kernel differ (float32 rounding).
 """
 from __future__ import annotations
 
@@ -20,13 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (AlphaBlender, FeedForward, IndexedSequential, dense, eager_inference, feed_forward_add, linear_add,
-                     mlp_embed, timestep_embedding, update_rows_)
+from . import fast_ops
+from .fast_ops import attend_block_, blend_, dense, eager_inference, feed_forward_, linear_add, mix_pass_
+from .layers import AlphaBlender, FeedForward, IndexedSequential, mlp_embed, timestep_embedding
 
 ATTENTION_BACKENDS = ("sdpa", "naive")
 SHORT_SEQUENCE = 32  # up to this many keys, softmax(QK^T)V by batched matmul: SDPA's CPU kernel costs ~10 us/sequence
-TOKENS_PER_CHUNK = 32768  # inference path: tokens per chunk (x chunk [32768, c] and its temporaries a few MB)
-FF_CHUNK_ELEMENTS = 1 << 22  # inference path: GEGLU projection elements per feed-forward row chunk (16 MB fp32)
 
 
 class Attention(nn.Module):
@@ -55,7 +55,7 @@ class Attention(nn.Module):
     def self_attend_add_(self, x: torch.Tensor, qkv_weight: torch.Tensor | None, residual: torch.Tensor) -> None:
         """``residual += self(x)`` for ``x`` ``[B, L, c]``, with a q/k/v weight from ``fused_qkv()`` hoisted by the
         caller (None: three projections); the output projection carries the add (no-grad use only)."""
-        if qkv_weight is None:
+        if qkv_weight is None or self.backend != "sdpa":  # casting layers, naive or host (callable) backends
             residual.add_(self.forward(x))
             return
         b, n, _ = x.shape
@@ -100,25 +100,6 @@ def _one_token_term(attn: Attention, context: torch.Tensor | None) -> torch.Tens
     return attn.context_term(context)
 
 
-def _attend_(block: nn.Module, x: torch.Tensor, context: torch.Tensor | None, term: torch.Tensor | None,
-             qkv: torch.Tensor | None) -> torch.Tensor:
-    """attn1, attn2 and ff residuals of a transformer block on contiguous sequences ``x`` ``[..., L, c]``, in place.
-
-    ``term``: attn2's output for a one-token context, precomputed and broadcastable to ``x`` (``[..., 1, c]``); else
-    attn2 runs on ``context``. No-grad use only.
-    """
-    seqs = x.view(-1, *x.shape[-2:])  # [B, L, c]
-    block.attn1.self_attend_add_(block.norm1(seqs), qkv, seqs)
-    x.add_(term if term is not None else block.attn2(block.norm2(seqs), context).view_as(x))
-    return _feed_forward_(block.ff, block.norm3, x)
-
-
-def _feed_forward_(ff: FeedForward, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``x += ff(norm(x))`` in place, a cache-sized run of tokens at a time (no-grad use only)."""
-    rows = max(1, FF_CHUNK_ELEMENTS // (8 * x.shape[-1]))  # GEGLU projection is 8c wide
-    return update_rows_(x, lambda r: feed_forward_add(ff, norm(r), r), rows)
-
-
 def set_attention_backend(module: nn.Module, backend) -> nn.Module:
     """Switch every attention layer of ``module`` to ``"sdpa"`` (default), ``"naive"`` or a callable
     ``fn(q, k, v, heads)`` with ComfyUI's ``optimized_attention`` signature (``[b, L, heads * dim_head]``)."""
@@ -148,7 +129,7 @@ class BasicTransformerBlock(nn.Module):
 
     def attend_(self, x: torch.Tensor, context=None, term=None, qkv=None) -> torch.Tensor:
         """``forward`` on a contiguous ``x`` that is overwritten with the result (no-grad use only)."""
-        return _attend_(self, x, context, term, qkv)
+        return attend_block_(self, x, context, term, qkv)
 
 
 class TimeMixBlock(nn.Module):
@@ -181,8 +162,8 @@ class TimeMixBlock(nn.Module):
     def attend_(self, x: torch.Tensor, context=None, term=None, qkv=None) -> torch.Tensor:
         """``attend`` on a contiguous ``x`` that is overwritten with the result (no-grad use only)."""
         if self.has_ff_in:
-            _feed_forward_(self.ff_in, self.norm_in, x)
-        return _attend_(self, x, context, term, qkv)
+            feed_forward_(self.ff_in, self.norm_in, x)
+        return attend_block_(self, x, context, term, qkv)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, seq_len: int) -> torch.Tensor:
         bt, s, c = x.shape
@@ -192,28 +173,6 @@ class TimeMixBlock(nn.Module):
         else:  # a copy of x in the [(b s), t, c] layout, overwritten in place
             x = self.attend_(x.clone(memory_format=torch.contiguous_format).view(-1, seq_len, c), context)
         return x.view(bt // seq_len, s, seq_len, c).transpose(1, 2).reshape(bt, s, c)
-
-
-def _mix_pass_(xg: torch.Tensor, block: TimeMixBlock, emb: torch.Tensor, alpha: torch.Tensor, term_fn) -> None:
-    """One time-mix sub-block along axis 1 of ``xg`` ``[G, A, R, c]``, in place and in chunks (no-grad use only).
-
-    For every (g, r) the sequence ``s = xg[g, :, r]`` becomes ``alpha * s + (1 - alpha) * block(s + emb[g])``
-    (emb ``[G, A, c]``); ``term_fn(g0, g1, r0, r1)`` gives attn2's one-token-context output, broadcastable to
-    ``[kg, kr, 1, c]``, or None.
-    """
-    g_all, a, r_all, c = xg.shape
-    qkv = block.attn1.fused_qkv()
-    per_g = max(1, TOKENS_PER_CHUNK // (a * r_all))  # whole groups per chunk when they are small
-    per_r = r_all if per_g > 1 else max(1, TOKENS_PER_CHUNK // a)
-    for g0 in range(0, g_all, per_g):
-        g1 = min(g0 + per_g, g_all)
-        for r0 in range(0, r_all, per_r):
-            r1 = min(r0 + per_r, r_all)
-            src = xg[g0:g1, :, r0:r1]  # [kg, A, kr, c] view into the buffer
-            y = torch.empty((g1 - g0, r1 - r0, a, c), dtype=torch.result_type(src, emb), device=src.device)
-            torch.add(src.transpose(1, 2), emb[g0:g1, None], out=y)  # sequences contiguous: [kg, kr, A, c]
-            block.attend_(y, None, term_fn(g0, g1, r0, r1), qkv)
-            AlphaBlender.blend_(src, y.transpose(1, 2), alpha)
 
 
 class _SpatialTransformer(nn.Module):
@@ -237,7 +196,7 @@ class _SpatialTransformer(nn.Module):
     def _enter_chunked(self, x_in: torch.Tensor) -> torch.Tensor:
         """``_enter`` a few images at a time into one ``[n, hw, c]`` buffer (GroupNorm statistics are per image)."""
         n, _, h, w = x_in.shape
-        step, x = max(1, TOKENS_PER_CHUNK // (h * w)), None
+        step, x = max(1, fast_ops.TOKENS_PER_CHUNK // (h * w)), None
         for i in range(0, n, step):
             part = self._enter(x_in[i:i + step])
             x = part.new_empty((n, *part.shape[1:])) if x is None else x
@@ -254,7 +213,7 @@ class _SpatialTransformer(nn.Module):
     def _leave_chunked(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         """``_leave`` a few images at a time: ``proj_out(x)`` laid out ``[n, c, h, w]`` plus the residual ``x_in``."""
         n, c, h, w = x_in.shape
-        step, out = max(1, TOKENS_PER_CHUNK // (h * w)), None
+        step, out = max(1, fast_ops.TOKENS_PER_CHUNK // (h * w)), None
         for i in range(0, n, step):
             res, k = x_in[i:i + step], min(step, n - i)
             if res.is_contiguous(memory_format=torch.channels_last):  # [k, c, h, w] is [k*hw, c] in memory
@@ -270,7 +229,7 @@ class _SpatialTransformer(nn.Module):
     @staticmethod
     def _spatial_pass_(block: BasicTransformerBlock, x: torch.Tensor, context=None, term=None) -> torch.Tensor:
         """``block`` over a few whole images of ``x`` ``[n, hw, c]`` at a time, in place; ``context``/``term`` per image."""
-        qkv, step = block.attn1.fused_qkv(), max(1, TOKENS_PER_CHUNK // x.shape[1])
+        qkv, step = block.attn1.fused_qkv(), max(1, fast_ops.TOKENS_PER_CHUNK // x.shape[1])
         for i in range(0, x.shape[0], step):
             block.attend_(x[i:i + step], None if context is None else context[i:i + step],
                           None if term is None else term[i:i + step], qkv)
@@ -375,9 +334,9 @@ class MotionTransformer(_SpatialTransformer):
             term = block.attn2.context_term(frame_ctx)  # [(b t), 1, c] -> one row per image (b t v)
             self._spatial_pass_(block, x, term=term[:, None].expand(b * t, v, 1, c).reshape(n, 1, c))
             view_term = view_block.attn2.context_term(frame_ctx)  # [(b t), 1, c]
-            _mix_pass_(x.view(b * t, v, hw, c), view_block, emb_view, alpha_view,
+            mix_pass_(x.view(b * t, v, hw, c), view_block, emb_view, alpha_view,
                        lambda g0, g1, r0, r1: view_term[g0:g1, None])
-            _mix_pass_(x.view(b, t, v * hw, c), motion_block, emb_time.view(b, t, c), alpha_motion,
+            mix_pass_(x.view(b, t, v * hw, c), motion_block, emb_time.view(b, t, c), alpha_motion,
                        lambda g0, g1, r0, r1: motion_block.attn2.context_term(motion_ctx[g0:g1, r0:r1]))
         return self._leave_chunked(x, x_in)
 
@@ -417,7 +376,7 @@ class VideoTransformer(_SpatialTransformer):
             for block, time_block in zip(self.transformer_blocks, self.time_stack):
                 term = _one_token_term(block.attn2, context)
                 self._spatial_pass_(block, x, None if term is not None else context, term)
-                self.time_mixer.blend_(x, time_block(x + emb, time_ctx, num_frames), alpha)
+                blend_(x, time_block(x + emb, time_ctx, num_frames), alpha)
             return self._leave_chunked(x, x_in)
         for block, time_block in zip(self.transformer_blocks, self.time_stack):
             x = block(x, context)

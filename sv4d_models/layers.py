@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast_ops
+from .fast_ops import blend_, eager_inference, map_samples, norm_silu_
+
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
     """Sinusoidal embedding ``[N, dim]`` laid out ``[cos(t f_k), sin(t f_k)]``, f_k = exp(-ln(P) k / (dim/2))."""
@@ -43,119 +46,6 @@ def GroupNorm32(channels: int, ops=nn, eps: float = 1e-5, groups: int = 32) -> n
         cls = type("GroupNorm32", (base,), {"forward": forward})
         _GROUPNORM32_CLASSES[base] = cls
     return cls(groups, channels, eps=eps)
-
-
-def eager_inference() -> bool:
-    """Whether the eager inference path applies: no autograd graph is being recorded (``torch.no_grad`` /
-    ``torch.inference_mode``) and no ``torch.compile`` trace is running (compiled models trace the whole-tensor
-    reference formulation and let inductor fuse and plan buffers). That path overwrites tensors it created itself
-    and processes the batch in chunks; the autograd path is the plain reference formulation."""
-    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-
-
-CONV_CHUNK_ELEMENTS = 1 << 21  # inference: normalised-input elements per GroupNorm-SiLU-conv chunk (8 MB fp32)
-
-
-def norm_silu_(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``silu(norm(x))`` with the SiLU applied in place on the (fresh) normalised tensor; no-grad use only."""
-    return F.silu(norm(x), inplace=True)
-
-
-def empty_batch_like(part: torch.Tensor, n: int) -> torch.Tensor:
-    """Uninitialised ``[n, *part.shape[1:]]`` with ``part``'s dtype, device and (channels-last or not) layout."""
-    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(part.dim())
-    if fmt is None or part.is_contiguous() or not part.is_contiguous(memory_format=fmt):
-        fmt = torch.contiguous_format
-    return torch.empty((n, *part.shape[1:]), dtype=part.dtype, device=part.device, memory_format=fmt)
-
-
-def map_samples(fn, x: torch.Tensor | list[torch.Tensor], budget: int = CONV_CHUNK_ELEMENTS):
-    """``fn(x)`` for a per-sample ``fn``, evaluated a few samples at a time and assembled; no-grad use only.
-
-    Args:
-        fn: maps ``[k, ...]`` to a tensor or a tuple of tensors with ``k`` rows (GroupNorm, SiLU, convolutions).
-        x: the input, or channel-concatenation parts ``[a, b]`` (standing for ``cat([a, b], 1)``, which is only
-            ever built a few samples at a time).
-        budget: input elements per chunk; the temporaries of ``fn`` never exist for the whole batch.
-    """
-    parts = x if isinstance(x, list) else [x]
-    n = parts[0].shape[0]
-    step = max(1, budget // max(1, sum(p[0].numel() for p in parts)))
-    outs = None
-    for i in range(0, n, step):
-        xi = parts[0][i:i + step] if len(parts) == 1 else torch.cat([p[i:i + step] for p in parts], dim=1)
-        res = fn(xi)
-        if step >= n:
-            return res
-        many = isinstance(res, tuple)
-        outs = [empty_batch_like(r, n) for r in (res if many else (res,))] if outs is None else outs
-        for out, r in zip(outs, res if many else (res,)):
-            out[i:i + step] = r
-    return tuple(outs) if many else outs[0]
-
-
-def update_rows_(x: torch.Tensor, fn, rows: int) -> torch.Tensor:
-    """``x[r] = fn(x[r])`` for a token-wise ``fn``, ``rows`` tokens at a time, in place (no-grad use only).
-
-    ``x`` is ``[..., C]`` and contiguous; ``fn`` maps ``[r, C] -> [r, C]`` row by row (LayerNorm + FeedForward +
-    residual), so the wide intermediates of ``fn`` stay cache-sized and are never allocated for the whole tensor.
-    """
-    flat = x.view(-1, x.shape[-1])
-    for start in range(0, flat.shape[0], rows):
-        part = flat[start:start + rows]
-        part.copy_(fn(part))
-    return x
-
-
-def _onednn(module: nn.Module | None, x: torch.Tensor, weight: torch.Tensor | None = None) -> bool:
-    """Whether ``module(x)`` (or ``F.linear(x, weight)``) may run as oneDNN's fused linear: a plain ``nn.Linear``
-    (not a casting layer such as ComfyUI's ops, which must see their own forward), on CPU, same float dtype,
-    outside autocast."""
-    weight = module.weight if weight is None else weight
-    return ((module is None or type(module) is nn.Linear) and x.device.type == "cpu" and weight.dtype == x.dtype
-            and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_autocast_enabled("cpu")
-            and _LINEAR_POINTWISE_OK)
-
-
-def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` for 2-D ``x``, through oneDNN where ``_onednn`` allows (faster than the BLAS
-    path on this kind of CPU and without its bias pre-fill pass)."""
-    if _onednn(None, x, weight):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
-
-
-def _linear_pointwise_ok() -> bool:
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn._linear_pointwise, "binary")
-    except (AttributeError, RuntimeError):
-        return False
-
-
-_LINEAR_POINTWISE_OK = _linear_pointwise_ok()
-
-
-def linear_add(module: nn.Module, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``module(x) + other`` for 2-D ``x``; one oneDNN GEMM with the add in its epilogue where ``_onednn`` allows."""
-    if _onednn(module, x):
-        return torch.ops.mkldnn._linear_pointwise.binary(x, other, module.weight, module.bias, "add")
-    return module(x).add_(other)
-
-
-def feed_forward_add(ff: nn.Module, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``ff(x) + other`` for a GEGLU ``FeedForward`` and 2-D ``x`` ``[rows, c]`` (no-grad use only).
-
-    With plain ``nn.Linear`` layers on CPU this is three oneDNN GEMMs with fused epilogues: ``gelu(x Wg + bg)``,
-    ``(x Wv + bv) * gate`` and ``h W2 + b2 + other`` (the same element-wise operations, no separate passes).
-    """
-    proj, out = ff.net[0].proj, ff.net[2]
-    if not (_onednn(proj, x) and _onednn(out, x)):
-        return ff(x).add_(other)
-    inner, w, b = proj.out_features // 2, proj.weight, proj.bias
-    lin = torch.ops.mkldnn._linear_pointwise
-    gate = lin(x, w[inner:], None if b is None else b[inner:], "gelu", [], "none")
-    h = lin.binary(x, gate, w[:inner], None if b is None else b[:inner], "mul")
-    return lin.binary(h, other, out.weight, out.bias, "add")
 
 
 class IndexedSequential(nn.Sequential):
@@ -248,16 +138,6 @@ class AlphaBlender(nn.Module):
         alpha = alpha.to(x_spatial.dtype)
         return alpha * x_spatial + (1.0 - alpha) * x_temporal
 
-    @staticmethod
-    def blend_(x_spatial: torch.Tensor, x_temporal: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """``forward`` written into ``x_spatial`` (which may be a strided view), scaling ``x_temporal`` in place too.
-
-        Same rounding as ``forward``: ``fl(fl(a * s) + fl((1 - a) * t))``. No-grad use only; both inputs are consumed.
-        """
-        alpha = alpha.to(x_spatial.dtype)
-        x_temporal.mul_(1.0 - alpha)
-        return x_spatial.mul_(alpha).add_(x_temporal)
-
 
 class TemporalResBlock(ResBlock):
     """A spatial ResBlock followed by a temporal (Conv3d) ResBlock over the flattened frame axis, blended.
@@ -275,26 +155,21 @@ class TemporalResBlock(ResBlock):
         self.time_mixer = AlphaBlender(merge_strategy, merge_factor)
         self.honour_indicator = honour_indicator
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, num_frames: int, image_only_indicator=None) -> torch.Tensor:
-        return self.forward_temporal(super().forward(x, emb), emb, num_frames, image_only_indicator)
-
-    def forward_temporal(self, x: torch.Tensor, emb: torch.Tensor, num_frames: int, image_only_indicator=None):
-        """Second half of ``forward``: the temporal block on the spatial block's output ``x`` ``[(b F), C, H, W]``.
-
-        No-grad: ``x`` (fresh from the spatial half) is overwritten with the result; a channels-last ``x`` makes
-        ``[b, C, F, H, W]`` a channels-last-3d view, so the Conv3d runs without any layout copy.
-        """
+    def forward(self, x, emb: torch.Tensor, num_frames: int, image_only_indicator=None) -> torch.Tensor:
+        """``x`` ``[(b F), C, H, W]`` (inference: or ``[h, skip]`` parts, see ``ResBlock``). Inference blends into the
+        spatial half's own output: channels-last, its ``[b, C, F, H, W]`` view is channels-last-3d (no layout copy)."""
+        x = super().forward(x, emb)
         n, c, h, w = x.shape
         x_spatial = x.view(n // num_frames, num_frames, c, h, w).permute(0, 2, 1, 3, 4)  # [b, C, F, H, W]
         x_temporal = getattr(self, self.temporal_name)(x_spatial, emb.view(n // num_frames, num_frames, -1))
         alpha = self.time_mixer.alpha(image_only_indicator if self.honour_indicator else None)
         if alpha.dim() == 2:  # [b, F] -> [b, 1, F, 1, 1]
             alpha = alpha[:, None, :, None, None]
-        if not eager_inference():
-            x = self.time_mixer(x_spatial, x_temporal, alpha)
-            return x.permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
-        self.time_mixer.blend_(x_spatial, x_temporal, alpha)  # x_spatial is a view of x: the result is x itself
-        return x
+        if eager_inference():
+            blend_(x_spatial, x_temporal, alpha)  # x_spatial is a view of x: the result is x itself
+            return x
+        x = self.time_mixer(x_spatial, x_temporal, alpha)
+        return x.permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
 
 
 class Downsample(nn.Module):
@@ -318,9 +193,9 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if not eager_inference():
             return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
-        # Inference: the 4x larger upsampled input exists only a few samples at a time.
+        # Inference: the 4x larger upsampled input exists only a few samples at a time (budget: elements before x2).
         return map_samples(lambda t: self.conv(F.interpolate(t, scale_factor=2, mode="nearest")), x,
-                           CONV_CHUNK_ELEMENTS // 4)
+                           fast_ops.CONV_CHUNK_ELEMENTS // 4)
 
 
 class GEGLU(nn.Module):

@@ -9,29 +9,27 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 
 from .attention import MotionTransformer, VideoTransformer
 from .config import UNetConfig
-from .layers import (Downsample, GroupNorm32, IndexedSequential, ResBlock, TemporalResBlock, Upsample, eager_inference,
-                     mlp_embed, norm_silu_, timestep_embedding)
+from .fast_ops import eager_inference, norm_silu_
+from .layers import Downsample, GroupNorm32, IndexedSequential, ResBlock, TemporalResBlock, Upsample, mlp_embed, timestep_embedding
 
 
 class _Block(nn.ModuleList):
     """``TimestepEmbedSequential``: children numbered 0.. (ResBlock / attention / resampler)."""
 
     def forward(self, h: torch.Tensor | list[torch.Tensor], emb, ctx):
-        """``h``: the input, or a list ``[h, skip]`` standing for their channel concatenation. The list is emptied, so
-        that this call holds the only references and the parts are freed as soon as the first ResBlock has used them
-        (which, without autograd, never builds the whole concatenation)."""
+        """``h``: the input, or (inference only) a list ``[h, skip]`` standing for their channel concatenation. The
+        list is emptied by the first ResBlock, so the parts are freed as soon as it has used them, and the whole
+        concatenation is never built."""
         if isinstance(h, list) and (not eager_inference() or not isinstance(self[0], ResBlock)):
             parts, h = h, torch.cat(h, dim=1)
             parts.clear()
         for layer in self:
-            if isinstance(layer, TemporalResBlock):  # no-grad: takes the parts themselves and empties the list
-                h = ResBlock.forward(layer, h, emb)  # the block input is released here, before the temporal half
-                h = layer.forward_temporal(h, emb, ctx["num_frames"], ctx["image_only_indicator"])
+            if isinstance(layer, TemporalResBlock):
+                h = layer(h, emb, ctx["num_frames"], ctx["image_only_indicator"])
             elif isinstance(layer, MotionTransformer):
                 h = layer(h, emb, ctx["context"], ctx["cond_view"])
             elif isinstance(layer, VideoTransformer):
@@ -123,24 +121,17 @@ class SV4DUNet(nn.Module):
         # the convolutions and the temporal Conv3d (on a [b, C, F, H, W] view) need no layout copies.
         hs, h = [], x.contiguous(memory_format=torch.channels_last) if inference else x
         for block in self.input_blocks:
-            h = self._run(block, h, emb, ctx)
+            h = block(h, emb, ctx)
             hs.append(h)
-        h = self._run(self.middle_block, h, emb, ctx)
+        h = self.middle_block(h, emb, ctx)
         for block in self.output_blocks:
-            parts, h = [h, hs.pop()], None  # handed over: freed inside the block as soon as they are used
-            h = self._run(block, parts, emb, ctx)
+            # Inference hands the skip concatenation over as parts (freed inside the block once used). With autograd
+            # it is one tensor: a checkpointed block (train.model) must be able to run its forward twice.
+            parts, h = ([h, hs.pop()] if inference else torch.cat([h, hs.pop()], dim=1)), None
+            h = block(parts, emb, ctx)
         if inference:
             return self.out[2](norm_silu_(self.out[0], h.type(x.dtype))).contiguous()
         return self.out(h.type(x.dtype))
-
-    def _run(self, block: _Block, h, emb: torch.Tensor, ctx: dict):
-        """One block; with ``use_checkpoint`` and autograd on, its activations are recomputed in the backward pass."""
-        if self.config.use_checkpoint and torch.is_grad_enabled():
-            if isinstance(h, list):
-                parts, h = h, torch.cat(h, dim=1)
-                parts.clear()
-            return torch.utils.checkpoint.checkpoint(block, h, emb, ctx, use_reentrant=False)
-        return block(h, emb, ctx)
 
     def _check_call(self, x, timesteps, context, y, cond_view, num_video_frames) -> None:
         cfg = self.config

@@ -12,7 +12,7 @@ import yaml
 from conftest import PARITY, require_shared
 from safetensors.torch import load_file
 
-from sv4d_models import attention, build_unet, layers
+from sv4d_models import build_unet, fast_ops
 from sv4d_models.attention import set_attention_backend
 
 PREFIX = "model.diffusion_model."
@@ -45,9 +45,9 @@ def test_inference_path_with_ragged_chunks_matches_autograd_path(monkeypatch, na
     cfg, weights, kw, expected = _fixture(name)
     model = _model(cfg, weights)
     reference = model(**kw).detach()
-    monkeypatch.setattr(attention, "TOKENS_PER_CHUNK", tokens)
-    monkeypatch.setattr(attention, "FF_CHUNK_ELEMENTS", ff_elements)
-    monkeypatch.setattr(layers, "CONV_CHUNK_ELEMENTS", conv_elements)
+    monkeypatch.setattr(fast_ops, "TOKENS_PER_CHUNK", tokens)
+    monkeypatch.setattr(fast_ops, "FF_CHUNK_ELEMENTS", ff_elements)
+    monkeypatch.setattr(fast_ops, "CONV_CHUNK_ELEMENTS", conv_elements)
     with torch.inference_mode():
         out = model(**kw)
     assert out.is_contiguous() and out.shape == reference.shape
@@ -101,6 +101,44 @@ def test_casting_operations_run_their_own_forward(name):
     assert all(n.endswith(("attn2.to_q", "attn2.to_k", "norm2")) for n in skipped), skipped
 
 
+@pytest.mark.parametrize("name", FIXTURES)
+def test_callable_backend_sees_every_attention_call_in_inference(name):
+    """A host kernel (ComfyUI's optimized_attention signature) is called as often without autograd as with it."""
+    cfg, weights, kw, expected = _fixture(name)
+    calls = []
+
+    def host(q, k, v, heads):
+        calls.append(q.shape)
+        b, n, hd = q.shape
+        q, k, v = (t.view(b, -1, heads, hd // heads).transpose(1, 2) for t in (q, k, v))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, hd)
+
+    model = set_attention_backend(_model(cfg, weights), host)
+    with torch.inference_mode():
+        out = model(**kw)
+    inference_calls, calls[:] = len(calls), []
+    model(**kw)
+    assert inference_calls == len(calls) > 0
+    assert (out - expected).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_inference_without_onednn_and_under_bf16_autocast(monkeypatch, name):
+    """The fallbacks: no oneDNN fused linear (plain F.linear), and CPU bfloat16 autocast (as the benchmark runs)."""
+    cfg, weights, kw, expected = _fixture(name)
+    model = _model(cfg, weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference_bf16 = model(**kw).detach().float()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out_bf16 = model(**kw).float()
+    scale = (reference_bf16 - expected).abs().max().item()  # bfloat16 rounding of the reference path itself
+    assert torch.isfinite(out_bf16).all() and (out_bf16 - expected).abs().max().item() <= 2 * scale
+    monkeypatch.setattr(fast_ops, "_linear_pointwise_works", lambda: False)
+    with torch.inference_mode():
+        out = model(**kw)
+    assert (out - expected).abs().max().item() <= 1e-4
+
+
 def _gradients(model, kw, weight):
     model.zero_grad(set_to_none=True)
     out = model(**kw)
@@ -111,7 +149,9 @@ def _gradients(model, kw, weight):
 @pytest.mark.parametrize("name", FIXTURES)
 def test_gradients_agree_plain_checkpointed_and_naive(name):
     """Training is untouched by the inference path: the autograd forward and backward of the default model equal
-    those of the checkpointed model (blocks recomputed in backward) and of the naive-attention reference."""
+    those of the trainer's gradient-checkpointed model (blocks re-run in backward) and of the naive reference."""
+    from train.model import enable_gradient_checkpointing
+
     cfg, weights, kw, expected = _fixture(name)
     model = _model(cfg, weights).train()
     weight = torch.randn(expected.shape, generator=torch.Generator().manual_seed(0))
@@ -119,7 +159,7 @@ def test_gradients_agree_plain_checkpointed_and_naive(name):
     assert (out - expected).abs().max().item() <= 1e-4
     assert len(grads) > 0.9 * sum(1 for _ in model.parameters())
     scale = max(g.abs().max().item() for g in grads.values())  # float noise of near-zero gradients is relative to it
-    checkpointed = _model(cfg, weights, use_checkpoint=True).train()
+    checkpointed = enable_gradient_checkpointing(_model(cfg, weights).train())
     naive = set_attention_backend(_model(cfg, weights).train(), "naive")
     for other in (checkpointed, naive):
         out2, grads2 = _gradients(other, kw, weight)

@@ -7,6 +7,13 @@ flattened (batch, view, pixel) index rather than over views. Attention runs thro
 (the reference formulation, used by the benchmark). A callable backend ``fn(q, k, v, heads) -> out`` (q, k, v and
 out ``[b, L, heads * dim_head]``, the signature of ComfyUI's ``optimized_attention``) lets a host application
 choose the kernel.
+
+Inference (no autograd graph recorded: ``torch.no_grad`` / ``torch.inference_mode``) takes a second path through the
+same operations (``fast_ops``): residual adds overwrite tensors the layer itself created, and the SV4D transformer
+runs its spatial, view and frame sub-blocks over cache-sized chunks of one ``[n, hw, c]`` buffer
+(``fast_ops.TOKENS_PER_CHUNK``), so no full-size layout copy or feed-forward intermediate is ever allocated. The
+operations (and their order per element) are the reference ones; only GEMM blocking and the short-sequence
+attention kernel differ (float32 rounding).
 """
 from __future__ import annotations
 
@@ -14,9 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast_ops
+from .fast_ops import attend_block_, blend_, dense, eager_inference, feed_forward_, linear_add, mix_pass_
 from .layers import AlphaBlender, FeedForward, IndexedSequential, mlp_embed, timestep_embedding
 
 ATTENTION_BACKENDS = ("sdpa", "naive")
+SHORT_SEQUENCE = 32  # up to this many keys, softmax(QK^T)V by batched matmul: SDPA's CPU kernel costs ~10 us/sequence
 
 
 class Attention(nn.Module):
@@ -37,27 +47,57 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         if context.shape[1] == 1 and self.backend != "naive":
             # One key: softmax over a single score is exactly 1, so the output is to_out(to_v(ctx)) for every query.
-            return self.to_out(self.to_v(context)).expand(b, n, -1)
+            return self.context_term(context).expand(b, n, -1)
         if callable(self.backend):  # host kernel, e.g. ComfyUI's optimized_attention: [b, L, h*d] in and out
             return self.to_out(self.backend(*self._project(x, context), self.heads))
-        q, k, v = self._project(x, context)
-        q, k, v = (t.view(b, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))  # [b, h, L, d]
-        if self.backend == "naive":
-            weights = (q @ k.transpose(-1, -2) * self.dim_head ** -0.5).softmax(dim=-1)
-            out = weights @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v)
-        return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.dim_head))
+        return self._attend(*self._project(x, context), b, n)
+
+    def self_attend_add_(self, x: torch.Tensor, qkv_weight: torch.Tensor | None, residual: torch.Tensor) -> None:
+        """``residual += self(x)`` for ``x`` ``[B, L, c]``, with a q/k/v weight from ``fused_qkv()`` hoisted by the
+        caller (None: three projections); the output projection carries the add (no-grad use only)."""
+        if qkv_weight is None or self.backend != "sdpa":  # casting layers, naive or host (callable) backends
+            residual.add_(self.forward(x))
+            return
+        b, n, _ = x.shape
+        heads = self._heads(*dense(x.view(b * n, -1), qkv_weight).chunk(3, dim=-1), b, n)  # [b, n, h*d]
+        res2d = residual.view(b * n, -1)
+        res2d.copy_(linear_add(self.to_out[0], heads.view(b * n, -1), res2d))  # to_out.1 is Dropout(0.0)
+
+    def context_term(self, context: torch.Tensor) -> torch.Tensor:
+        """Output for a one-token context ``[B, 1, d]`` -> ``[B, 1, c]`` (the same for every query)."""
+        return self.to_out(self.to_v(context))
+
+    def fused_qkv(self) -> torch.Tensor | None:
+        """``cat(W_q, W_k, W_v)`` for one self-attention GEMM; None for the reference backend and for casting layers
+        (ComfyUI ops cast or patch weights in their forward, so only plain ``nn.Linear`` weights may be read)."""
+        if self.backend == "naive" or any(type(m) is not nn.Linear for m in (self.to_q, self.to_k, self.to_v)):
+            return None
+        return torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight], dim=0)
 
     def _project(self, x: torch.Tensor, context: torch.Tensor):
-        """q, k, v. Self-attention with plain ``nn.Linear`` layers uses one fused GEMM (same values, one pass over x);
-        the reference backend and casting layers (ComfyUI ops, which cast or patch weights in forward) use three."""
-        fusable = (context is x and self.backend != "naive"
-                   and all(type(m) is nn.Linear for m in (self.to_q, self.to_k, self.to_v)))
-        if not fusable:
+        weight = self.fused_qkv() if context is x else None
+        if weight is None:
             return self.to_q(x), self.to_k(context), self.to_v(context)
-        weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight], dim=0)
         return F.linear(x, weight).chunk(3, dim=-1)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, b: int, n: int) -> torch.Tensor:
+        return self.to_out(self._heads(q, k, v, b, n))
+
+    def _heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, b: int, n: int) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v per head, heads concatenated: ``[b, n, h*d]`` (before ``to_out``)."""
+        q, k, v = (t.view(b, -1, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))  # [b, h, L, d]
+        if self.backend == "naive" or k.shape[-2] <= SHORT_SEQUENCE:
+            out = (q @ k.transpose(-1, -2) * self.dim_head ** -0.5).softmax(dim=-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        return out.transpose(1, 2).reshape(b, n, self.heads * self.dim_head)
+
+
+def _one_token_term(attn: Attention, context: torch.Tensor | None) -> torch.Tensor | None:
+    """``attn(anything, context)`` when that does not depend on the queries (one context token), else None."""
+    if context is None or context.shape[1] != 1 or attn.backend == "naive":
+        return None
+    return attn.context_term(context)
 
 
 def set_attention_backend(module: nn.Module, backend) -> nn.Module:
@@ -87,6 +127,10 @@ class BasicTransformerBlock(nn.Module):
         x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
 
+    def attend_(self, x: torch.Tensor, context=None, term=None, qkv=None) -> torch.Tensor:
+        """``forward`` on a contiguous ``x`` that is overwritten with the result (no-grad use only)."""
+        return attend_block_(self, x, context, term, qkv)
+
 
 class TimeMixBlock(nn.Module):
     """``BasicTransformerTimeMixBlock`` / ``VideoTransformerBlock``: attention along a regrouped axis.
@@ -115,10 +159,19 @@ class TimeMixBlock(nn.Module):
         x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
 
+    def attend_(self, x: torch.Tensor, context=None, term=None, qkv=None) -> torch.Tensor:
+        """``attend`` on a contiguous ``x`` that is overwritten with the result (no-grad use only)."""
+        if self.has_ff_in:
+            feed_forward_(self.ff_in, self.norm_in, x)
+        return attend_block_(self, x, context, term, qkv)
+
     def forward(self, x: torch.Tensor, context: torch.Tensor, seq_len: int) -> torch.Tensor:
         bt, s, c = x.shape
-        x = x.view(bt // seq_len, seq_len, s, c).transpose(1, 2).reshape(-1, seq_len, c)  # [(b s), t, c]
-        x = self.attend(x, context)
+        x = x.view(bt // seq_len, seq_len, s, c).transpose(1, 2)  # [b, s, t, c]
+        if not eager_inference():
+            x = self.attend(x.reshape(-1, seq_len, c), context)
+        else:  # a copy of x in the [(b s), t, c] layout, overwritten in place
+            x = self.attend_(x.clone(memory_format=torch.contiguous_format).view(-1, seq_len, c), context)
         return x.view(bt // seq_len, s, seq_len, c).transpose(1, 2).reshape(bt, s, c)
 
 
@@ -136,13 +189,51 @@ class _SpatialTransformer(nn.Module):
         )
         self.proj_out = ops.Linear(inner, ch)
 
-    def _enter(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        return self.proj_in(self.norm(x).view(n, c, h * w).transpose(1, 2))  # [n, hw, c]
-
     def _leave(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x_in.shape
         return self.proj_out(x).transpose(1, 2).reshape(n, c, h, w) + x_in
+
+    def _enter_chunked(self, x_in: torch.Tensor) -> torch.Tensor:
+        """``_enter`` a few images at a time into one ``[n, hw, c]`` buffer (GroupNorm statistics are per image)."""
+        n, _, h, w = x_in.shape
+        step, x = max(1, fast_ops.TOKENS_PER_CHUNK // (h * w)), None
+        for i in range(0, n, step):
+            part = self._enter(x_in[i:i + step])
+            x = part.new_empty((n, *part.shape[1:])) if x is None else x
+            x[i:i + step] = part
+        return x
+
+    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        x = self.norm(x).view(n, c, h * w).transpose(1, 2)  # [n, hw, c]; contiguous when x is channels-last
+        if x.is_contiguous() and eager_inference() and type(self.proj_in) is nn.Linear:
+            return dense(x.reshape(n * h * w, c), self.proj_in.weight, self.proj_in.bias).view(n, h * w, -1)
+        return self.proj_in(x)
+
+    def _leave_chunked(self, x: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        """``_leave`` a few images at a time: ``proj_out(x)`` laid out ``[n, c, h, w]`` plus the residual ``x_in``."""
+        n, c, h, w = x_in.shape
+        step, out = max(1, fast_ops.TOKENS_PER_CHUNK // (h * w)), None
+        for i in range(0, n, step):
+            res, k = x_in[i:i + step], min(step, n - i)
+            if res.is_contiguous(memory_format=torch.channels_last):  # [k, c, h, w] is [k*hw, c] in memory
+                flat = res.permute(0, 2, 3, 1).reshape(k * h * w, c)
+                part = linear_add(self.proj_out, x[i:i + step].reshape(k * h * w, -1), flat).view(k, h, w, c)
+                part = part.permute(0, 3, 1, 2)
+            else:
+                part = self.proj_out(x[i:i + step]).transpose(1, 2).unflatten(2, (h, w)) + res  # [k, c, h, w]
+            out = torch.empty_like(x_in, dtype=part.dtype) if out is None else out
+            out[i:i + step] = part
+        return out
+
+    @staticmethod
+    def _spatial_pass_(block: BasicTransformerBlock, x: torch.Tensor, context=None, term=None) -> torch.Tensor:
+        """``block`` over a few whole images of ``x`` ``[n, hw, c]`` at a time, in place; ``context``/``term`` per image."""
+        qkv, step = block.attn1.fused_qkv(), max(1, fast_ops.TOKENS_PER_CHUNK // x.shape[1])
+        for i in range(0, x.shape[0], step):
+            block.attend_(x[i:i + step], None if context is None else context[i:i + step],
+                          None if term is None else term[i:i + step], qkv)
+        return x
 
     def _index_embedding(self, n: int, repeats: int, like: torch.Tensor) -> torch.Tensor:
         """Sinusoid of indices 0..n-1 tiled ``repeats`` times -> ``[repeats*n, C]`` (dtype of ``like``)."""
@@ -171,6 +262,27 @@ class MotionTransformer(_SpatialTransformer):
             self.time_mixer_motion = AlphaBlender(cfg.merge_strategy, cfg.merge_factor)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, cond_view: torch.Tensor) -> torch.Tensor:
+        """x ``[(b t v), c, h, w]``, emb ``[(b t v), E]``, context ``[b, t, d1]``, cond_view ``[(b v), d2, h', w']``."""
+        attns = (m for m in self.modules() if isinstance(m, Attention))
+        if not eager_inference() or self.use_3d_attention or any(a.backend != "sdpa" for a in attns):
+            return self._forward_reference(x, emb, context, cond_view)
+        return self._forward_chunked(x, emb, context, cond_view)
+
+    def _embeddings(self, emb: torch.Tensor, b: int, t: int, v: int, like: torch.Tensor):
+        """Frame embedding ``[(b t), 1, c]`` and view embedding ``[(b v), 1, c]``."""
+        emb_time = self.time_mix_motion_embed(self._index_embedding(t, b, like))[:, None]
+        if self.use_camera_emb:
+            emb_view = self.time_mix_time_embed(emb.view(b, t, v, -1)[:, 0].reshape(b * v, -1))[:, None]
+        else:
+            emb_view = self.time_mix_time_embed(self._index_embedding(v, b, like))[:, None]
+        return emb_time, emb_view
+
+    def _alphas(self):
+        alpha_view = self.time_mixer.alpha()
+        return alpha_view, (self.time_mixer_motion.alpha() if hasattr(self, "time_mixer_motion") else alpha_view)
+
+    def _forward_reference(self, x, emb, context, cond_view) -> torch.Tensor:
+        """The released layer's reshapes, whole tensors at a time (autograd, SV4D 2.0 3D attention, naive backend)."""
         b, t, d1 = context.shape  # CLIP tokens per frame
         v, d2 = cond_view.shape[0] // b, cond_view.shape[1]
         n, c, h, w = x.shape
@@ -180,17 +292,11 @@ class MotionTransformer(_SpatialTransformer):
         camera_ctx = context[:, :, None].expand(b, t, hw, d1).reshape(-1, 1, d1)  # [(b t hw), 1, d1]
         motion_ctx = cond_view.permute(0, 2, 3, 1).reshape(-1, 1, d2)  # [(b v hw), 1, d2]
         x_in, x = x, self._enter(x)
-        emb_time = self.time_mix_motion_embed(self._index_embedding(t, b, x))[:, None]  # [(b t), 1, c]
-        if self.use_camera_emb:
-            emb_view = self.time_mix_time_embed(emb.view(b, t, v, -1)[:, 0].reshape(b * v, -1))[:, None]
-        else:
-            emb_view = self.time_mix_time_embed(self._index_embedding(v, b, x))[:, None]  # [(b v), 1, c]
+        emb_time, emb_view = self._embeddings(emb, b, t, v, x)
         if self.use_3d_attention:
             emb_view = emb_view.repeat(1, hw, 1).view(-1, 1, c)  # [(b v hw), 1, c]
-        alpha_view = self.time_mixer.alpha()
-        alpha_motion = self.time_mixer_motion.alpha() if hasattr(self, "time_mixer_motion") else alpha_view
-        blocks = zip(self.transformer_blocks, self.time_mix_blocks, self.motion_blocks)
-        for block, view_block, motion_block in blocks:
+        alpha_view, alpha_motion = self._alphas()
+        for block, view_block, motion_block in zip(self.transformer_blocks, self.time_mix_blocks, self.motion_blocks):
             x = block(x, spatial_ctx)
             if self.use_3d_attention:
                 x = self._mix_literal(x, (b, t, v, hw, c), view_block, motion_block, camera_ctx, motion_ctx,
@@ -206,6 +312,33 @@ class MotionTransformer(_SpatialTransformer):
             xm = self.time_mixer(xm.view(-1, t, c), y, alpha_motion)
             x = xm.view(b, v, hw, t, c).permute(0, 3, 1, 2, 4).reshape(n, hw, c)  # (b t v) order restored
         return self._leave(x, x_in)
+
+    def _forward_chunked(self, x_in, emb, context, cond_view) -> torch.Tensor:
+        """Inference: the reference operations on one ``[(b t v), hw, c]`` buffer, sub-block by sub-block in chunks.
+
+        The view and frame sub-blocks read their sequences straight out of the buffer (view: axis v of
+        ``[(b t), v, hw, c]``; frame: axis t of ``[b, t, (v hw), c]``) and blend the result back in place. One-token
+        cross-attention contexts are evaluated once per distinct token rather than once per pixel.
+        """
+        b, t, d1 = context.shape
+        v, (n, _, h, w) = cond_view.shape[0] // b, x_in.shape
+        hw = h * w
+        motion_ctx = F.interpolate(cond_view, size=(h, w), mode="bilinear").permute(0, 2, 3, 1).reshape(b, v * hw, 1, -1)
+        frame_ctx = context.reshape(b * t, 1, d1)  # the CLIP token of each (b, t): spatial and view context
+        x = self._enter_chunked(x_in)  # [n, hw, c]
+        c = x.shape[-1]
+        emb_time, emb_view = self._embeddings(emb, b, t, v, x)
+        emb_view = emb_view.view(b, 1, v, c).expand(b, t, v, c).reshape(b * t, v, c)
+        alpha_view, alpha_motion = self._alphas()
+        for block, view_block, motion_block in zip(self.transformer_blocks, self.time_mix_blocks, self.motion_blocks):
+            term = block.attn2.context_term(frame_ctx)  # [(b t), 1, c] -> one row per image (b t v)
+            self._spatial_pass_(block, x, term=term[:, None].expand(b * t, v, 1, c).reshape(n, 1, c))
+            view_term = view_block.attn2.context_term(frame_ctx)  # [(b t), 1, c]
+            mix_pass_(x.view(b * t, v, hw, c), view_block, emb_view, alpha_view,
+                       lambda g0, g1, r0, r1: view_term[g0:g1, None])
+            mix_pass_(x.view(b, t, v * hw, c), motion_block, emb_time.view(b, t, c), alpha_motion,
+                       lambda g0, g1, r0, r1: motion_block.attn2.context_term(motion_ctx[g0:g1, r0:r1]))
+        return self._leave_chunked(x, x_in)
 
     def _mix_literal(self, x, dims, view_block, motion_block, camera_ctx, motion_ctx, emb_view, emb_time,
                      alpha_view, alpha_motion):
@@ -233,11 +366,18 @@ class VideoTransformer(_SpatialTransformer):
     def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int, image_only_indicator=None) -> torch.Tensor:
         n, c, h, w = x.shape
         time_ctx = context[::num_frames].repeat_interleave(h * w, dim=0)  # first frame's token, per pixel
-        x_in, x = x, self._enter(x)
+        inference = eager_inference()  # then: one [n, hw, c] buffer updated in place, spatial blocks in chunks
+        x_in, x = x, (self._enter_chunked(x) if inference else self._enter(x))
         emb = self.time_pos_embed(self._index_embedding(num_frames, n // num_frames, x))[:, None]
         alpha = self.time_mixer.alpha(image_only_indicator)
         if alpha.dim() == 2:  # [b, F] -> [(b F), 1, 1]
             alpha = alpha.reshape(-1, 1, 1)
+        if inference:
+            for block, time_block in zip(self.transformer_blocks, self.time_stack):
+                term = _one_token_term(block.attn2, context)
+                self._spatial_pass_(block, x, None if term is not None else context, term)
+                blend_(x, time_block(x + emb, time_ctx, num_frames), alpha)
+            return self._leave_chunked(x, x_in)
         for block, time_block in zip(self.transformer_blocks, self.time_stack):
             x = block(x, context)
             x = self.time_mixer(x, time_block(x + emb, time_ctx, num_frames), alpha)

@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast_ops
+from .fast_ops import blend_, eager_inference, map_samples, norm_silu_
+
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
     """Sinusoidal embedding ``[N, dim]`` laid out ``[cos(t f_k), sin(t f_k)]``, f_k = exp(-ln(P) k / (dim/2))."""
@@ -78,14 +81,37 @@ class ResBlock(nn.Module):
         self.skip_connection = nn.Identity() if out_channels == channels else ops.Conv2d(channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.in_layers(x)
-        emb_out = self.emb_layers(emb).type(h.dtype)
+        emb_out = self.emb_layers(emb)
         if self.dims == 3:  # emb [b, F, C] -> [b, C, F, 1, 1]
             emb_out = emb_out.permute(0, 2, 1)[..., None, None]
         else:
             emb_out = emb_out[..., None, None]
-        h = self.out_layers(h + emb_out)
-        return self.skip_connection(x) + h
+        if not eager_inference():
+            h = self.in_layers(x)
+            h = self.out_layers(h + emb_out.type(h.dtype))
+            return self.skip_connection(x) + h
+        return self._forward_inference(x, emb_out)
+
+    def _forward_inference(self, x: torch.Tensor | list[torch.Tensor], emb_out: torch.Tensor) -> torch.Tensor:
+        """The same operations a few samples at a time; SiLU and the adds overwrite tensors made here.
+
+        ``x`` may be channel-concatenation parts ``[h, skip]`` (decoder input); the list is emptied once they are used.
+        """
+        identity = isinstance(self.skip_connection, nn.Identity)
+        if identity and isinstance(x, list):
+            parts, x = x, torch.cat(x, dim=1)
+            parts.clear()
+
+        def first(xi):
+            h = self.in_layers[2](norm_silu_(self.in_layers[0], xi))
+            return h if identity else (h, self.skip_connection(xi))
+
+        h, skip = (map_samples(first, x), x) if identity else map_samples(first, x)
+        if isinstance(x, list):
+            x.clear()
+        h = h.add_(emb_out.type(h.dtype))
+        h = map_samples(lambda t: self.out_layers[3](self.out_layers[2](norm_silu_(self.out_layers[0], t))), h)
+        return h.add_(skip)
 
 
 class AlphaBlender(nn.Module):
@@ -129,7 +155,9 @@ class TemporalResBlock(ResBlock):
         self.time_mixer = AlphaBlender(merge_strategy, merge_factor)
         self.honour_indicator = honour_indicator
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, num_frames: int, image_only_indicator=None) -> torch.Tensor:
+    def forward(self, x, emb: torch.Tensor, num_frames: int, image_only_indicator=None) -> torch.Tensor:
+        """``x`` ``[(b F), C, H, W]`` (inference: or ``[h, skip]`` parts, see ``ResBlock``). Inference blends into the
+        spatial half's own output: channels-last, its ``[b, C, F, H, W]`` view is channels-last-3d (no layout copy)."""
         x = super().forward(x, emb)
         n, c, h, w = x.shape
         x_spatial = x.view(n // num_frames, num_frames, c, h, w).permute(0, 2, 1, 3, 4)  # [b, C, F, H, W]
@@ -137,6 +165,9 @@ class TemporalResBlock(ResBlock):
         alpha = self.time_mixer.alpha(image_only_indicator if self.honour_indicator else None)
         if alpha.dim() == 2:  # [b, F] -> [b, 1, F, 1, 1]
             alpha = alpha[:, None, :, None, None]
+        if eager_inference():
+            blend_(x_spatial, x_temporal, alpha)  # x_spatial is a view of x: the result is x itself
+            return x
         x = self.time_mixer(x_spatial, x_temporal, alpha)
         return x.permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
 
@@ -160,7 +191,11 @@ class Upsample(nn.Module):
         self.conv = ops.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        if not eager_inference():
+            return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        # Inference: the 4x larger upsampled input exists only a few samples at a time (budget: elements before x2).
+        return map_samples(lambda t: self.conv(F.interpolate(t, scale_factor=2, mode="nearest")), x,
+                           fast_ops.CONV_CHUNK_ELEMENTS // 4)
 
 
 class GEGLU(nn.Module):
@@ -170,7 +205,9 @@ class GEGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
-        return value * F.gelu(gate)
+        if not eager_inference():
+            return value * F.gelu(gate)
+        return value.mul_(torch.ops.aten.gelu_(gate))  # [.., inner] view of the projection, no new tensor
 
 
 class FeedForward(nn.Module):

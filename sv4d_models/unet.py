@@ -13,13 +13,20 @@ from torch import nn
 
 from .attention import MotionTransformer, VideoTransformer
 from .config import UNetConfig
-from .layers import Downsample, GroupNorm32, TemporalResBlock, Upsample, IndexedSequential, mlp_embed, timestep_embedding
+from .fast_ops import eager_inference, norm_silu_
+from .layers import Downsample, GroupNorm32, IndexedSequential, ResBlock, TemporalResBlock, Upsample, mlp_embed, timestep_embedding
 
 
 class _Block(nn.ModuleList):
     """``TimestepEmbedSequential``: children numbered 0.. (ResBlock / attention / resampler)."""
 
-    def forward(self, h, emb, ctx):
+    def forward(self, h: torch.Tensor | list[torch.Tensor], emb, ctx):
+        """``h``: the input, or (inference only) a list ``[h, skip]`` standing for their channel concatenation. The
+        list is emptied by the first ResBlock, so the parts are freed as soon as it has used them, and the whole
+        concatenation is never built."""
+        if isinstance(h, list) and (not eager_inference() or not isinstance(self[0], ResBlock)):
+            parts, h = h, torch.cat(h, dim=1)
+            parts.clear()
         for layer in self:
             if isinstance(layer, TemporalResBlock):
                 h = layer(h, emb, ctx["num_frames"], ctx["image_only_indicator"])
@@ -109,13 +116,21 @@ class SV4DUNet(nn.Module):
         emb = emb + self.label_emb(y.to(emb.dtype))
         ctx = {"context": context, "cond_view": cond_view, "num_frames": int(num_video_frames),
                "image_only_indicator": image_only_indicator}
-        hs, h = [], x
+        inference = eager_inference()
+        # Inference runs channels-last: [n, c, h, w] is then [n, hw, c] in memory (the attention token layout), and
+        # the convolutions and the temporal Conv3d (on a [b, C, F, H, W] view) need no layout copies.
+        hs, h = [], x.contiguous(memory_format=torch.channels_last) if inference else x
         for block in self.input_blocks:
             h = block(h, emb, ctx)
             hs.append(h)
         h = self.middle_block(h, emb, ctx)
         for block in self.output_blocks:
-            h = block(torch.cat([h, hs.pop()], dim=1), emb, ctx)
+            # Inference hands the skip concatenation over as parts (freed inside the block once used). With autograd
+            # it is one tensor: a checkpointed block (train.model) must be able to run its forward twice.
+            parts, h = ([h, hs.pop()] if inference else torch.cat([h, hs.pop()], dim=1)), None
+            h = block(parts, emb, ctx)
+        if inference:
+            return self.out[2](norm_silu_(self.out[0], h.type(x.dtype))).contiguous()
         return self.out(h.type(x.dtype))
 
     def _check_call(self, x, timesteps, context, y, cond_view, num_video_frames) -> None:
@@ -165,3 +180,19 @@ def build_unet(network_config: dict | UNetConfig, operations=None, device=None, 
     """
     cfg = network_config if isinstance(network_config, UNetConfig) else UNetConfig.from_network_config(network_config)
     return SV4DUNet(cfg, ops=operations or nn, device=device, dtype=dtype)
+
+
+def compile_unet(model: SV4DUNet, **compile_kwargs: Any) -> SV4DUNet:
+    """Compile ``model``'s forward in place with ``torch.compile`` (inductor; on CPU it needs a C++ compiler).
+
+    Optional and off by default. Inside the compiled graph the layers use their whole-tensor reference formulation
+    (the eager inference path's Python chunk loops would unroll into a very large graph); inductor fuses the
+    element-wise work and plans its own buffers. The first call with new input shapes compiles (minutes on a small
+    CPU, reported separately by ``benchmarks/unet.py --compile``); later calls reuse the compiled code.
+
+    Args:
+        model: a UNet from ``build_unet``; returned, now compiled.
+        compile_kwargs: passed to ``torch.compile`` (e.g. ``mode="max-autotune"``, ``dynamic=False``).
+    """
+    model.compile(**compile_kwargs)
+    return model

@@ -13,7 +13,8 @@ A cell *diverged* when the divergence guard rolled back, the fit raised, any ren
 of the exact mask (a blank field), or the loss of the dynamic stage's last 10% is above 3x the static stage's last
 10% (the field never recovered). Each cell runs in its own process with ``OMP_NUM_THREADS`` set (thread counts change
 the float summation order, so 1 and 2 threads are separate cells); results go to ``--results`` (JSON lines) as they
-finish, so a rerun continues where the last one stopped. Load on the machine changes the seconds, not the PSNR.
+finish, so a rerun continues where the last one stopped; cells run side by side while their threads fit in
+``--cores``. Load on the machine changes the seconds, not the PSNR.
 
 Usage:  python benchmarks/nerf_quality.py [--presets tiny cpu] [--kinds static rigid nonrigid] [--seeds 0 1 2]
                                           [--threads 1 2] [--results benchmarks/out/nerf_quality.jsonl]
@@ -28,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "out" / "nerf_quality.jsonl"),
                     help="JSON lines of finished cells; cells already there are not rerun (delete it to start over)")
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 1,
+                    help="cells run side by side while their threads fit in this many cores (default: all)")
     ap.add_argument("--cell", nargs=3, metavar=("PRESET", "KIND", "SEED"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.cell:
@@ -139,21 +143,26 @@ def main(argv=None) -> int:
         for ln in path.read_text().splitlines():
             r = json.loads(ln)
             done[(r["preset"], r["kind"], r["seed"], r["threads"])] = r
-    rows = []
-    for preset in a.presets:
-        for kind in a.kinds:
-            for seed in a.seeds:
-                for th in a.threads:
-                    key = (preset, kind, seed, th)
-                    if key not in done:
-                        done[key] = run_cell(preset, kind, seed, th)
-                        with open(path, "a") as f:
-                            f.write(json.dumps(done[key]) + "\n")
-                        r = done[key]
-                        print(f"{preset:4s} {kind:8s} seed {seed} threads {th}: "
-                              + (r.get("error") or f"views {r['psnr_views']:.2f} times {r['psnr_times']:.2f} dB, "
-                                 f"diverged={r['diverged']}, {r['seconds']:.0f} s"), flush=True)
-                    rows.append(done[key])
+    cells = [(p, k, s, th) for p in a.presets for k in a.kinds for s in a.seeds for th in a.threads]
+    todo = sorted((c for c in cells if c not in done), key=lambda c: c[3])  # 1-thread cells pair up
+    running: list = []  # (cell, future)
+    with ThreadPoolExecutor(max_workers=max(1, a.cores)) as pool:
+        while todo or running:
+            busy = sum(c[3] for c, _ in running)
+            while todo and (not running or busy + todo[0][3] <= a.cores):  # never more threads than cores
+                cell = todo.pop(0)
+                running.append((cell, pool.submit(run_cell, *cell)))
+                busy += cell[3]
+            finished = next(iter(wait([f for _, f in running], return_when=FIRST_COMPLETED).done))
+            cell = next(c for c, f in running if f is finished)
+            running = [(c, f) for c, f in running if f is not finished]
+            done[cell] = r = finished.result()
+            with open(path, "a") as f:
+                f.write(json.dumps(r) + "\n")
+            print(f"{cell[0]:4s} {cell[1]:8s} seed {cell[2]} threads {cell[3]}: "
+                  + (r.get("error") or f"views {r['psnr_views']:.2f} times {r['psnr_times']:.2f} dB, "
+                     f"diverged={r['diverged']}, {r['seconds']:.0f} s"), flush=True)
+    rows = [done[c] for c in cells]
     print(table(rows))
     print(summary(rows))
     return 0

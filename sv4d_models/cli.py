@@ -106,6 +106,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt)
     r.add_argument("video", help="video / gif / image folder of the object")
     r.add_argument("--out", required=True, help="output folder (required; no default)")
+    r.add_argument("--fast", action="store_true", help="short settings: the tiny fit preset, 240 fit steps, small "
+                   "exports (with --model demo: the demo's --fast); explicit options still win")
     _add_job_options(r)
     d = sub.add_parser("demo", help="the whole job on the bundled sample video with the bundled demo model",
                        formatter_class=fmt)
@@ -123,15 +125,17 @@ def _run(a: argparse.Namespace, progress: Progress) -> dict:
     if a.model == "demo":
         from .demo import demo_settings
 
-        settings = demo_settings(out=a.out, video=a.video, fast=False, overrides=vars(a))
+        settings = demo_settings(out=a.out, video=a.video, fast=a.fast, overrides=vars(a))
     else:
         import torch
 
-        preset = a.preset or ("gpu" if torch.cuda.is_available() and a.device != "cpu" else "cpu")
+        gpu = torch.cuda.is_available() and a.device != "cpu"
+        preset = a.preset or ("tiny" if a.fast else "gpu" if gpu else "cpu")
         settings = JobSettings(video=a.video, out=a.out, sv4d=a.sv4d, sv3d=a.sv3d, model_kind=a.model_kind,
                                frames=a.frames, elevation=a.elevation, steps=a.steps, seed=a.seed, device=a.device,
                                dtype=a.dtype, image_size=a.image_size, mode=a.mode, preset=preset,
-                               fit_steps=a.fit_steps, turntable_frames=a.turntable_frames,
+                               fit_steps=a.fit_steps or (240 if a.fast else None),
+                               turntable_frames=a.turntable_frames,
                                turntable_size=a.turntable_size, mesh_resolution=a.mesh_resolution,
                                mesh_threshold=a.mesh_threshold, skip_nerf=a.skip_nerf, resume=a.resume,
                                overwrite=a.overwrite)

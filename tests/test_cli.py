@@ -98,3 +98,13 @@ def test_console_script_and_help_show_defaults():
     assert r.returncode == 0 and "derived from it) (default: 23)" in text and "--resume" in text
     assert "sv4d = \"sv4d_models.cli:entry\"" in (REPO / "pyproject.toml").read_text()
     assert torch.__version__
+
+
+def test_run_with_the_demo_model_and_fast_settings(files, tmp_path):
+    out = tmp_path / "demo_model_run"
+    assert main(["run", str(files["video"]), "--out", str(out), "--model", "demo", "--fast", "--skip-nerf",
+                 "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["preset"] == "tiny" and manifest["settings"]["image_size"] == 64
+    assert manifest["models"]["sv4d"]["path"].endswith("sv4d2_8views_demo.safetensors")
+    assert len(list((out / "videos").glob("v*.mp4"))) == 9

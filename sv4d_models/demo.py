@@ -20,7 +20,7 @@ DEMO_INPUT = ASSETS / "demo_input.gif"
 
 def demo_settings(out: str, video: str | None = None, fast: bool = False, overrides: dict | None = None,
                   resume: bool = False, overwrite: bool = False) -> JobSettings:
-    """Job settings of the demo (``fast``: fewer sampler steps, the tiny fit preset and small exports)."""
+    """Job settings of the demo (``fast``: the tiny fit preset, 240 fit steps and small exports)."""
     from .assets import DEMO_CFG, DEMO_IMAGE_SIZE, DEMO_KIND, DEMO_MIN_CFG, DEMO_STEPS, demo_model_path
 
     o = {k: v for k, v in (overrides or {}).items() if v is not None}

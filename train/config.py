@@ -74,20 +74,28 @@ class OptimConfig:
     decay_start: int = 0  # step at which the cosine decay begins
     decay_steps: int = 0  # 0 = no decay
     min_lr_ratio: float = 0.0
+    restart_steps: int = 0  # > 0: after the decay, one more cosine cycle (a warm restart) over this many steps
+    restart_lr_ratio: float = 0.5  # its starting lr, as a fraction of lr
 
     def lr_factor(self, step: int) -> float:
         """Learning-rate multiplier at optimizer step ``step`` (0-based)."""
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         if self.decay_steps <= 0 or step < self.decay_start:
             return warm
-        done = min(1.0, (step - self.decay_start) / self.decay_steps)
-        return warm * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done)))
+        end = self.decay_start + self.decay_steps
+        top, start, length = (self.restart_lr_ratio, end, self.restart_steps) if self.restart_steps > 0 and \
+            step >= end else (1.0, self.decay_start, self.decay_steps)
+        done = min(1.0, (step - start) / length)
+        return warm * (self.min_lr_ratio + (top - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done)))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         _check([(self.decay_start >= 0 and self.decay_steps >= 0,
                  f"optim.decay_start={self.decay_start} / decay_steps={self.decay_steps} must be >= 0"),
-                (0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")])
+                (0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]"),
+                (self.restart_steps >= 0 and 0.0 <= self.restart_lr_ratio <= 1.0,
+                 f"optim.restart_steps={self.restart_steps} must be >= 0 and restart_lr_ratio="
+                 f"{self.restart_lr_ratio} in [0, 1]")])
         _check([(self.lr > 0, f"optim.lr={self.lr} must be > 0"), (self.warmup_steps >= 0, "optim.warmup_steps < 0"),
                 (self.grad_clip >= 0, f"optim.grad_clip={self.grad_clip} must be >= 0"),
                 (len(self.betas) == 2, f"optim.betas={self.betas} needs two values")])

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TOKENS_PER_CHUNK = 32768  # attention sub-blocks: tokens per chunk (an x chunk [32768, c] and its temporaries)
-FF_CHUNK_ELEMENTS = 1 << 22  # feed-forward: GEGLU projection elements per row chunk (16 MB fp32)
-CONV_CHUNK_ELEMENTS = 1 << 21  # ResBlock / Upsample: normalised-input elements per GroupNorm-SiLU-conv chunk (8 MB)
+TOKENS_PER_CHUNK = 8192  # attention sub-blocks: tokens per chunk (an x chunk [8192, c] and its temporaries)
+FF_CHUNK_ELEMENTS = 1 << 20  # feed-forward: GEGLU projection elements per row chunk (4 MB fp32)
+CONV_CHUNK_ELEMENTS = 1 << 19  # ResBlock / Upsample: normalised-input elements per GroupNorm-SiLU-conv chunk (2 MB)
 
 
 def eager_inference() -> bool:

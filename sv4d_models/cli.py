@@ -120,7 +120,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _run(a: argparse.Namespace, progress: Progress) -> dict:
-    from .job import JobSettings, run_job
+    from .job import FAST_FIT_STEPS, FAST_PRESET, JobSettings, run_job
 
     if a.model == "demo":
         from .demo import demo_settings
@@ -130,11 +130,11 @@ def _run(a: argparse.Namespace, progress: Progress) -> dict:
         import torch
 
         gpu = torch.cuda.is_available() and a.device != "cpu"
-        preset = a.preset or ("tiny" if a.fast else "gpu" if gpu else "cpu")
+        preset = a.preset or (FAST_PRESET if a.fast else "gpu" if gpu else "cpu")
         settings = JobSettings(video=a.video, out=a.out, sv4d=a.sv4d, sv3d=a.sv3d, model_kind=a.model_kind,
                                frames=a.frames, elevation=a.elevation, steps=a.steps, seed=a.seed, device=a.device,
                                dtype=a.dtype, image_size=a.image_size, mode=a.mode, preset=preset,
-                               fit_steps=a.fit_steps or (240 if a.fast else None),
+                               fit_steps=a.fit_steps or (FAST_FIT_STEPS if a.fast else None),
                                turntable_frames=a.turntable_frames,
                                turntable_size=a.turntable_size, mesh_resolution=a.mesh_resolution,
                                mesh_threshold=a.mesh_threshold, skip_nerf=a.skip_nerf, resume=a.resume,

@@ -34,6 +34,8 @@ from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, KINDS, ORBIT_KINDS
 JOB_OUTPUTS = ("manifest.json", "grid.png", "videos", "sampling", "reconstruction")
 Reporter = Callable[[dict], None]
 
+FAST_PRESET, FAST_FIT_STEPS = "tiny", 240  # ``--fast`` (run and demo): fit preset and steps unless given
+
 
 @dataclass(frozen=True)
 class JobSettings:

@@ -121,7 +121,7 @@ def _meshes(fit, t_list, export: ExportSettings, progress):
     from .export.mesh import MeshConfig, extract_mesh_sequence
 
     model = fit.model
-    level = export.mesh_threshold if export.mesh_threshold is not None else surface_density(fit.config)
+    level = export.mesh_threshold  # resolved by reconstruct() (None -> surface_density of the fit config)
     cfg = MeshConfig(resolution=export.mesh_resolution, threshold=level,
                      aabb_half_size=fit.config.field.aabb_half_size)
     with torch.no_grad():

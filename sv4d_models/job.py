@@ -176,14 +176,10 @@ def library_version() -> str:
 
 def write_grid(images: torch.Tensor, path: Path, overwrite: bool) -> Path:
     """``[F, V+1, S, S, 3]`` in [0, 1] -> one PNG, rows = frames."""
-    import io
-
-    from PIL import Image
+    from .export.cameras import png_bytes
 
     rows = torch.cat([torch.cat(list(r), 1) for r in images], 0)
-    buf = io.BytesIO()
-    Image.fromarray((rows * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()).save(buf, format="PNG")
-    return atomic_write_bytes(path, buf.getvalue(), overwrite)
+    return atomic_write_bytes(path, png_bytes(rows), overwrite)
 
 
 def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict]:

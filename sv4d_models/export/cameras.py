@@ -25,7 +25,8 @@ from ..camera import Cameras
 from ..files import atomic_write_bytes, atomic_write_text, prepare_folder
 
 
-def _png_bytes(rgb: torch.Tensor, mask: torch.Tensor | None) -> bytes:
+def png_bytes(rgb: torch.Tensor, mask: torch.Tensor | None = None) -> bytes:
+    """``rgb [H, W, 3]`` in [0, 1] (+ optional ``mask [H, W]`` as alpha) -> PNG bytes, rounded to the nearest 1/255."""
     from PIL import Image
 
     arr = rgb.detach().float().clamp(0, 1).cpu()
@@ -75,7 +76,7 @@ def export_transforms(folder: str | os.PathLike, cameras: Cameras, images: torch
     folder = prepare_folder(folder, names + ["transforms.json"], overwrite)
     (folder / "images").mkdir(exist_ok=True)
     for i, name in enumerate(names):
-        atomic_write_bytes(folder / name, _png_bytes(imgs[i], None if msks is None else msks[i]), overwrite)
+        atomic_write_bytes(folder / name, png_bytes(imgs[i], None if msks is None else msks[i]), overwrite)
     height, width = imgs.shape[1:3]
     data = cams.to_transforms_json(width, height, file_paths=names, times=flat_times)
     data["sv4d"] = {"fov_deg": cams.fov_deg, "radius": cams.radius, "matrix_shape_fv": matrix,

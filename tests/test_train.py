@@ -270,3 +270,43 @@ def test_prepare_data_reads_blender_renders(assets, tmp_path):
     assert [(r.object_id, r.orbit, r.split) for r in ds.records] == [("a", "static", "train"), ("c", "static", "val")]
     assert ds.rows(ds.records[0], "latents", 0).shape == (9, 4, 2, 2) and ds.manifest["image_size"] == 16
     torch.testing.assert_close(ds.views(ds.records[0])[1], torch.tensor(az, dtype=torch.float64))
+
+
+def test_lr_schedule_warmup_decay_and_restart_cycles():
+    from train.config import OptimConfig
+
+    o = OptimConfig(lr=1.0, warmup_steps=10, decay_start=100, decay_steps=50, restart_steps=20,
+                    restart_lr_ratio=0.5, restart_cycles=2)
+    f = o.lr_factor
+    assert f(0) == pytest.approx(0.1) and f(9) == 1.0 and f(99) == 1.0
+    assert f(125) == pytest.approx(0.5) and f(149) < 0.01          # cosine to 0 over decay_steps
+    assert f(150) == pytest.approx(0.5) and f(160) == pytest.approx(0.25) and f(169) < 0.01  # first restart
+    assert f(170) == pytest.approx(0.5) and f(180) == pytest.approx(0.25)                    # second restart
+    assert f(190) == 0.0 and f(10_000) == 0.0                        # after the last cycle: min_lr_ratio
+    one = OptimConfig(lr=1.0, decay_start=100, decay_steps=50, restart_steps=20)
+    assert one.lr_factor(170) == 0.0 and one.lr_factor(160) == pytest.approx(0.25)  # default: one cycle
+    with pytest.raises(ValueError, match="restart_cycles=0"):
+        OptimConfig(restart_cycles=0)
+
+
+def test_late_noise_level_shift_starts_at_its_step():
+    from train.config import DiffusionConfig
+
+    d = DiffusionConfig(p_mean=1.0, late_from_step=5600, late_p_mean=3.0)
+    assert [d.p_mean_at(s) for s in (0, 5599, 5600, 9000)] == [1.0, 1.0, 3.0, 3.0]
+    assert DiffusionConfig(p_mean=0.5, late_p_mean=3.0).p_mean_at(10**6) == 0.5  # late_from_step 0: off
+    with pytest.raises(ValueError, match="late_from_step=-1"):
+        DiffusionConfig(late_from_step=-1)
+
+
+def test_trainer_uses_the_late_noise_level(assets, tmp_path):
+    base = losses(run(tiny_cfg(assets, tmp_path / "a", "run.export_on_end=false")) and tmp_path / "a")
+    late = losses(run(tiny_cfg(assets, tmp_path / "b", "run.export_on_end=false", "diffusion.late_from_step=1",
+                               "diffusion.late_p_mean=8.0")) and tmp_path / "b")
+    assert late[1] == base[1] and late[2] != base[2]  # step index 1 (the second step) draws sigma around e^8
+
+
+def test_rerun_at_max_steps_reports_the_saved_loss_and_exports(assets, tmp_path):
+    first = run(tiny_cfg(assets, tmp_path / "r", "run.max_steps=1"))
+    again = run(tiny_cfg(assets, tmp_path / "r", "run.max_steps=1"))  # resumes at max_steps: no step, export only
+    assert again["step"] == 1 and again["loss"] == pytest.approx(first["loss"]) and Path(again["export"]).is_file()

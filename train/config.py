@@ -74,8 +74,9 @@ class OptimConfig:
     decay_start: int = 0  # step at which the cosine decay begins
     decay_steps: int = 0  # 0 = no decay
     min_lr_ratio: float = 0.0
-    restart_steps: int = 0  # > 0: after the decay, one more cosine cycle (a warm restart) over this many steps
-    restart_lr_ratio: float = 0.5  # its starting lr, as a fraction of lr
+    restart_steps: int = 0  # > 0: after the decay, cosine cycles (warm restarts) of this many steps each
+    restart_lr_ratio: float = 0.5  # their starting lr, as a fraction of lr
+    restart_cycles: int = 1  # how many restart cycles follow the decay (then constant at min_lr_ratio x lr)
 
     def lr_factor(self, step: int) -> float:
         """Learning-rate multiplier at optimizer step ``step`` (0-based)."""
@@ -83,8 +84,10 @@ class OptimConfig:
         if self.decay_steps <= 0 or step < self.decay_start:
             return warm
         end = self.decay_start + self.decay_steps
-        top, start, length = (self.restart_lr_ratio, end, self.restart_steps) if self.restart_steps > 0 and \
-            step >= end else (1.0, self.decay_start, self.decay_steps)
+        top, start, length = 1.0, self.decay_start, self.decay_steps
+        if self.restart_steps > 0 and step >= end:
+            cycle = min((step - end) // self.restart_steps, self.restart_cycles - 1)
+            top, start, length = self.restart_lr_ratio, end + cycle * self.restart_steps, self.restart_steps
         done = min(1.0, (step - start) / length)
         return warm * (self.min_lr_ratio + (top - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done)))
 
@@ -95,7 +98,8 @@ class OptimConfig:
                 (0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]"),
                 (self.restart_steps >= 0 and 0.0 <= self.restart_lr_ratio <= 1.0,
                  f"optim.restart_steps={self.restart_steps} must be >= 0 and restart_lr_ratio="
-                 f"{self.restart_lr_ratio} in [0, 1]")])
+                 f"{self.restart_lr_ratio} in [0, 1]"),
+                (self.restart_cycles >= 1, f"optim.restart_cycles={self.restart_cycles} must be >= 1")])
         _check([(self.lr > 0, f"optim.lr={self.lr} must be > 0"), (self.warmup_steps >= 0, "optim.warmup_steps < 0"),
                 (self.grad_clip >= 0, f"optim.grad_clip={self.grad_clip} must be >= 0"),
                 (len(self.betas) == 2, f"optim.betas={self.betas} needs two values")])
@@ -108,10 +112,17 @@ class DiffusionConfig:
     p_mean: float = 1.0  # log sigma ~ N(p_mean, p_std^2)
     p_std: float = 1.6
     p_uncond: float = 0.1  # train on the unconditional inputs (the sampler's uc) with this probability (CFG)
+    late_from_step: int = 0  # > 0: from this optimiser step on, log sigma ~ N(late_p_mean, p_std^2) instead
+    late_p_mean: float = 1.0
+
+    def p_mean_at(self, step: int) -> float:
+        """The mean of log sigma at optimiser step ``step`` (0-based)."""
+        return self.late_p_mean if 0 < self.late_from_step <= step else self.p_mean
 
     def __post_init__(self) -> None:
         _check([(self.p_std > 0, f"diffusion.p_std={self.p_std} must be > 0"),
-                (0 <= self.p_uncond <= 1, f"diffusion.p_uncond={self.p_uncond} not in [0, 1]")])
+                (0 <= self.p_uncond <= 1, f"diffusion.p_uncond={self.p_uncond} not in [0, 1]"),
+                (self.late_from_step >= 0, f"diffusion.late_from_step={self.late_from_step} must be >= 0")])
 
 
 @dataclass(frozen=True)

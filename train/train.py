@@ -97,8 +97,8 @@ def train_step(acc, cfg: TrainConfig, unet, opt, sched, builder, records, step: 
     for micro in range(cfg.run.grad_accum):
         samples = micro_batch(acc, cfg, builder, records, step, micro)
         with acc.accumulate(unet):
-            batch = training_batch(samples, cfg.model.kind, dims, cfg.diffusion.p_uncond, cfg.diffusion.p_mean,
-                                   cfg.diffusion.p_std)
+            batch = training_batch(samples, cfg.model.kind, dims, cfg.diffusion.p_uncond,
+                                   cfg.diffusion.p_mean_at(step), cfg.diffusion.p_std)
             with acc.autocast():
                 loss = diffusion_loss(unet, batch, acc.device).mean()
             acc.backward(loss)
@@ -176,10 +176,10 @@ def run(cfg: TrainConfig, should_stop: StopCheck | None = None) -> dict:
     if ema is not None:
         acc.register_for_checkpointing(ema)
     resume = resolve_resume(cfg.run.resume, out)
-    step = int(load_checkpoint(acc, resume)["step"]) if resume is not None else 0
+    state = load_checkpoint(acc, resume) if resume is not None else {"step": 0}
+    step, loss, val = int(state["step"]), float(state.get("loss", "nan")), {}  # loss: when resumed at max_steps
     metrics = MetricsLog(out, cfg.run.tracker, acc.is_main_process)
     bar = tqdm(total=cfg.run.max_steps, initial=step, desc="train", disable=not acc.is_main_process)
-    loss, val = float("nan"), {}
     if cfg.run.validate_at_start and step == 0:
         validate(acc, cfg, unet, dataset, builder, dims, metrics, 0)
     while step < cfg.run.max_steps:

@@ -98,3 +98,18 @@ def test_encoders_file_loads_through_the_engine_loaders(tmp_path):
         z = torch.randn(2, 4, 8, 8)
         torch.testing.assert_close(models.decode(z), ae.decoder(z / LATENT_SCALE))
 
+
+
+def test_the_card_matches_the_committed_recipe():
+    """The bundled model is what ``train/configs/demo.yaml`` describes: same steps, schedule and noise levels."""
+    import dataclasses
+    from pathlib import Path
+
+    from train.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "demo.yaml", [])
+    card = json.loads(DEMO_CARD.read_text())
+    assert card["unet_steps"] == cfg.run.max_steps
+    optim = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg.optim).items()}
+    assert card["unet_optim"] == optim and card["unet_diffusion"] == dataclasses.asdict(cfg.diffusion)
+    assert card["quality"]["psnr"] > card["quality"]["psnr_copy"] + 3.0  # benchmarks/demo_quality.py --card

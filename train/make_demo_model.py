@@ -4,7 +4,7 @@
 VAE stages: 800 steps on 32 px crops + 60 on whole images; 300 more on whole images (lr 5e-4), then the latents are
 rescaled; 300 decoder-only steps (the latent space, hence the dataset, is fixed from here on).
 
-    OMP_NUM_THREADS=1 python -m train.make_demo_model                      # the committed recipe (CPU, ~1.5 h)
+    OMP_NUM_THREADS=1 python -m train.make_demo_model                      # the committed recipe (2-core CPU, ~3.5 h)
     OMP_NUM_THREADS=1 python -m train.make_demo_model --toy --work /tmp/demo_toy --out /tmp/demo_toy/model.safetensors
 
 Every stage is seeded and skipped when its output exists (the UNet trainer resumes from its checkpoints), so an
@@ -15,6 +15,7 @@ interrupted run continues. Stage timings are printed and stored in the card
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -159,6 +160,8 @@ def demo_card(cfg, work: Path, timings: dict, result: dict) -> dict:
     return {"model_kind": cfg.model.kind, "image_size": 64, "unet_size": cfg.model.size,
             "recipe": "python -m train.make_demo_model (train/configs/demo.yaml)", "seed": cfg.run.seed,
             "unet_steps": result.get("step"), "final_loss": result.get("loss"),
+            "unet_optim": dataclasses.asdict(cfg.optim), "unet_diffusion": dataclasses.asdict(cfg.diffusion),
+            "unet_batch_size": cfg.run.batch_size, "unet_ema_decay": cfg.run.ema_decay,
             "validation": last_metrics(work / "unet" / "logs" / "metrics.csv", "val/"),
             "vae_stage1": _meta(work / "vae_stage1.safetensors"), "vae_stage2": _meta(work / "vae.safetensors"),
             "vae": _meta(work / "vae_final.safetensors"),

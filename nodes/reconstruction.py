@@ -21,6 +21,7 @@ from sv4d_models.export.mesh import MeshConfig
 from sv4d_models.export.video import render_turntable
 from sv4d_models.nerf.fit import fit_dynamic_nerf
 from sv4d_models.nerf.fit_config import PRESETS
+from sv4d_models.reconstruction import surface_density
 
 from .asset import GLB_NAME, output_target, publish, write_asset
 from .comfy_bridge import should_stop
@@ -126,8 +127,10 @@ class ExportAsset(io.ComfyNode):
                                     tooltip="folder name inside ComfyUI's output folder (a number is appended)"),
                     io.Int.Input("mesh_resolution", default=128, min=16, max=512, step=8,
                                  tooltip="marching-cubes grid per axis (GPU: 256)"),
-                    io.Float.Input("mesh_threshold", default=25.0, min=0.01, max=1000.0, step=0.5,
-                                   tooltip="density of the exported surface"),
+                    io.Float.Input("mesh_threshold", default=0.0, min=0.0, max=1000.0, step=0.5,
+                                   tooltip="density of the exported surface; 0 = automatic: where one render "
+                                           "sample is half opaque, ln 2 / sample spacing (cpu preset 23.8, "
+                                           "tiny 11.9; what `sv4d run` uses)"),
                     io.Float.Input("fps", default=10.0, min=0.1, max=120.0, step=0.1, tooltip="GLB animation rate"),
                     io.Combo.Input("mesh_format", options=["ply", "obj"], default="ply",
                                    tooltip="file format of the per-frame meshes")],
@@ -140,13 +143,15 @@ class ExportAsset(io.ComfyNode):
                 fps: float, mesh_format: str) -> io.NodeOutput:
         final, relative = output_target(folder_paths.get_output_directory(), filename_prefix)
         m = nerf.matrix
-        mesh = MeshConfig(resolution=mesh_resolution, threshold=mesh_threshold,
+        level = mesh_threshold if mesh_threshold > 0 else surface_density(nerf.fit.config)
+        mesh = MeshConfig(resolution=mesh_resolution, threshold=level,
                           aabb_half_size=nerf.fit.config.field.aabb_half_size)
         bar = comfy.utils.ProgressBar(m.n_frames)
         progress = lambda done, total: (should_stop(), bar.update_absolute(done, total))  # noqa: E731
         publish(final, lambda folder: write_asset(folder, nerf.fit, m, nerf.masks, mesh, fps, mesh_format, progress))
         glb = f"{relative}/{GLB_NAME}"
-        return io.NodeOutput(glb, ui=ui.PreviewText(f"wrote {glb}, {m.n_frames} meshes, cameras/transforms.json"))
+        return io.NodeOutput(glb, ui=ui.PreviewText(f"wrote {glb}, {m.n_frames} meshes (surface density "
+                                                    f"{level:.1f}), cameras/transforms.json"))
 
 
 NODES = [FitNeRF, RenderTurntable, ExportAsset]

@@ -68,7 +68,7 @@ def full() -> list:
             (14, "SaveVideo", "recon", {"filename_prefix": "sv4d/turntable", "format": "auto", "codec": "auto"},
              {"video": (13, 1)}),
             (15, "SV4D_ExportAsset", "export", {"filename_prefix": "sv4d/asset", "mesh_resolution": 128,
-                                               "mesh_threshold": 25.0, "fps": 10.0, "mesh_format": "ply"},
+                                               "mesh_threshold": 0.0, "fps": 10.0, "mesh_format": "ply"},
              {"nerf": (12, 0)}),
             (16, "Preview3D", "export", {"model_file": ""}, {"model_file": (15, 0)})]
 

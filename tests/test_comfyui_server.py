@@ -112,7 +112,11 @@ def test_api_workflow_runs_to_success_with_outputs_on_disk(server, name):
         preview = next(v for k, v in entry["outputs"].items() if "result" in v)["result"][0]
         glb = server.output / preview
         assert preview.endswith("/animated.glb") and glb.is_file() and glb.read_bytes()[:4] == b"glTF"
-        assert len(list((glb.parent / "meshes").glob("frame_*.ply"))) == 9
+        meshes = sorted((glb.parent / "meshes").glob("frame_*.ply"))
+        vertices = [int(m.read_bytes().split(b"element vertex ")[1].split(b"\n")[0]) for m in meshes]
+        assert len(meshes) == 9 and min(vertices) > 0, vertices
+        texts = [t for v in entry["outputs"].values() for t in v.get("text", []) if "surface density" in str(t)]
+        assert texts and "surface density 11.9" in str(texts[0])  # mesh_threshold 0: ln 2 / tiny preset's spacing
         assert (glb.parent / "cameras" / "transforms.json").is_file()
         assert list(server.output.glob("sv4d/turntable_*.mp4"))
         assert not list(server.output.rglob(".*partial*"))

@@ -3,7 +3,9 @@ loads through the library's standard loaders, fits the size budget, and one samp
 scene beats repeating the input view; the VAE rescaling keeps decode(encode(x)) unchanged; the encoders file loads."""
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,12 +101,8 @@ def test_encoders_file_loads_through_the_engine_loaders(tmp_path):
         torch.testing.assert_close(models.decode(z), ae.decoder(z / LATENT_SCALE))
 
 
-
 def test_the_card_matches_the_committed_recipe():
     """The bundled model is what ``train/configs/demo.yaml`` describes: same steps, schedule and noise levels."""
-    import dataclasses
-    from pathlib import Path
-
     from train.config import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "demo.yaml", [])

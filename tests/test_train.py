@@ -300,9 +300,10 @@ def test_late_noise_level_shift_starts_at_its_step():
 
 
 def test_trainer_uses_the_late_noise_level(assets, tmp_path):
-    base = losses(run(tiny_cfg(assets, tmp_path / "a", "run.export_on_end=false")) and tmp_path / "a")
-    late = losses(run(tiny_cfg(assets, tmp_path / "b", "run.export_on_end=false", "diffusion.late_from_step=1",
-                               "diffusion.late_p_mean=8.0")) and tmp_path / "b")
+    run(tiny_cfg(assets, tmp_path / "a", "run.export_on_end=false"))
+    run(tiny_cfg(assets, tmp_path / "b", "run.export_on_end=false", "diffusion.late_from_step=1",
+                 "diffusion.late_p_mean=8.0"))
+    base, late = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert late[1] == base[1] and late[2] != base[2]  # step index 1 (the second step) draws sigma around e^8
 
 

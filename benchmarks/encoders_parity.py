@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -36,12 +37,21 @@ def _kornia_rows(kornia, label: str) -> list[tuple[str, float]]:
 
 
 def _load_sgm_model(sgm_dir: Path) -> types.ModuleType:
-    src = (sgm_dir / "sgm/modules/diffusionmodules/model.py").read_text()
-    stub = ("import torch.nn as _nn\nclass LinearAttention(_nn.Module): pass\n"
-            "class MemoryEfficientCrossAttention(_nn.Module): pass\n")
-    src = src.replace("from ...modules.attention import LinearAttention, MemoryEfficientCrossAttention", stub)
-    module = types.ModuleType("sgm_model_reference")
-    exec(compile(src, "sgm/modules/diffusionmodules/model.py", "exec"), module.__dict__)
+    """``sgm.modules.diffusionmodules.model`` imported from the checkout, its attention import answered by stubs (the
+    VAE parts compared here use neither class), without importing the rest of sgm."""
+    for name in ("sgm", "sgm.modules", "sgm.modules.diffusionmodules"):
+        package = types.ModuleType(name)
+        package.__path__ = []
+        sys.modules.setdefault(name, package)
+    attention = types.ModuleType("sgm.modules.attention")
+    attention.LinearAttention = type("LinearAttention", (torch.nn.Module,), {})
+    attention.MemoryEfficientCrossAttention = type("MemoryEfficientCrossAttention", (torch.nn.Module,), {})
+    sys.modules["sgm.modules.attention"] = attention
+    spec = importlib.util.spec_from_file_location("sgm.modules.diffusionmodules.model",
+                                                  sgm_dir / "sgm/modules/diffusionmodules/model.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
     return module
 
 

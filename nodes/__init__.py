@@ -1,6 +1,6 @@
 """ComfyUI V3 nodes of ComfyUI-SV4D (thin wrappers over ``sv4d_models``).
 
-Importing this package never imports ComfyUI: ``comfy_api`` is imported inside ``comfy_entrypoint`` so that
+Importing this package never imports ComfyUI: ``compat`` (``comfy_api.v0_0_2``) is imported inside ``comfy_entrypoint`` so that
 ``pytest`` (which imports the pack's root ``__init__.py``) works without ComfyUI. Node modules are optional:
 one that fails to import is logged and skipped, the rest of the pack still loads.
 
@@ -61,7 +61,7 @@ def load_node_classes() -> list[type]:
 
 async def comfy_entrypoint():
     """ComfyUI's V3 extension hook."""
-    from comfy_api.latest import ComfyExtension
+    from .compat import ComfyExtension
 
     class SV4DExtension(ComfyExtension):
         async def on_load(self) -> None:

@@ -1,13 +1,21 @@
-"""SV4D checkpoints as ComfyUI objects: MODEL (a ``comfy.model_base.BaseModel`` in a ``ModelPatcher``), CLIP_VISION
+"""SV4D checkpoints as ComfyUI objects: MODEL (a ``comfy.model_base.BaseModel`` in ComfyUI's model patcher), CLIP_VISION
 (``comfy.clip_vision.ClipVisionModel``) and VAE (``comfy.sd.VAE``), built with ComfyUI's own classes and dtype /
-device choices from the checkpoint's keys, read tensor by tensor through ``sv4d_models.checkpoint``.
+device choices, loaded the way ComfyUI loads its own models, so that ComfyUI decides where and when weights live
+(DynamicVRAM, --lowvram / --novram, fp8 storage, offload), in every version ``compat.py`` covers.
 
-* MODEL: the library UNet (``sv4d_models.checkpoint.load_unet``, strict) built with ComfyUI's casting ``comfy.ops``
-  in ComfyUI's weight dtype (``unet_dtype`` / ``unet_manual_cast`` or the loader's widget), attention through
-  ComfyUI's ``optimized_attention`` (the user's --use-*-attention choice), EDM v-prediction sampling settings
-  (sigma 0.002..700), SD latent format (previews). Offload and --lowvram are the ModelPatcher's.
-* CLIP_VISION: ``load_clipvision_from_sd`` (ViT-H config) on the conditioner's OpenCLIP tower; checkpoints with
-  non-standard widths (tiny test files) get a ``ClipVisionModel`` from a config written from their shapes.
+* MODEL: ``SV4DModel`` builds the library UNet inside ``BaseModel.__init__`` (as core models build theirs) with
+  ComfyUI's casting ``comfy.ops`` in ComfyUI's weight dtype (``unet_dtype`` / ``unet_manual_cast`` or the loader's
+  widget) on core's initial load device, then ComfyUI's model patcher class (``CoreModelPatcher``: the dynamic one
+  under DynamicVRAM) and the weights through ``load_state_dict(strict=False, assign=patcher.is_dynamic())``, as
+  ``BaseModel.load_model_weights``, in groups of bounded size streamed from the file (never a second copy). The
+  strict check compares the file with the key list the kind needs (``sv4d_models.checkpoint.plan_unet``) before
+  anything is built, and the network with the same list after loading (``check_loaded``): under DynamicVRAM the
+  layers hold no weights until loaded, so nothing is read from them before. Attention runs through ComfyUI's
+  ``optimized_attention`` (the user's --use-*-attention choice); EDM v-prediction sampling settings (sigma
+  0.002..700); SD latent format (previews).
+* CLIP_VISION: ComfyUI's ``ClipVisionModel`` (ComfyUI's ViT-H config for the released files, a config written from
+  the shapes for tiny test files), its weights converted by ComfyUI's own OpenCLIP -> transformers conversion one
+  transformer block at a time and loaded by ``load_sd`` (strict: a missing key raises).
 * VAE: ``comfy.sd.VAE`` holding the conditioner's AutoencoderKL encoder (embedder 1, the concat copy) and the
   checkpoint's own image decoder ``first_stage_model.decoder`` with an identity ``post_quant_conv``, i.e. exactly the
   official ``Decoder(z / 0.18215)``; core VAEEncode / VAEDecode / previews work on it. When the conditioner's
@@ -17,8 +25,6 @@ device choices from the checkpoint's keys, read tensor by tensor through ``sv4d_
 from __future__ import annotations
 
 import json
-import logging
-import math
 import os
 import tempfile
 
@@ -28,19 +34,20 @@ import comfy.clip_vision
 import comfy.latent_formats
 import comfy.model_base
 import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.ops
 import comfy.sd
 import comfy.supported_models_base
+import comfy.utils
 from comfy.ldm.modules import attention as comfy_attention
 
 from sv4d_models.attention import set_attention_backend
-from sv4d_models.checkpoint import UNET_PREFIX, CheckpointSource, load_unet
+from sv4d_models.checkpoint import CheckpointSource, UNetPlan, check_loaded, unet_tensors
 from sv4d_models.encoders import CLIP_PREFIX
 from sv4d_models.kinds import KINDS
 from sv4d_models.sampling.schedule import EDM_SIGMA_MAX, EDM_SIGMA_MIN
+from sv4d_models.unet import build_unet
 
-log = logging.getLogger("sv4d")
+from . import compat
 
 WEIGHT_DTYPES = {"default": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
                  "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
@@ -48,6 +55,7 @@ DECODER_PREFIX = "first_stage_model.decoder."
 SD_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
 ROLE_VAE = "sv4d_role_vaes"  # attribute of the VAE object: {role: comfy.sd.VAE} when the copies differ
+VIT_H = (1280, 32, "clip_vision_config_h.json")  # width, blocks of the released files' image tower; ComfyUI's config
 
 
 class SV4DModelConfig(comfy.supported_models_base.BASE):
@@ -61,18 +69,21 @@ class SV4DModelConfig(comfy.supported_models_base.BASE):
     supported_inference_dtypes = [torch.float16, torch.bfloat16, torch.float32]
 
 
+def sv4d_network(sv4d_plan: UNetPlan, dtype=None, device=None, operations=None, **_):
+    """``BaseModel``'s ``unet_model``: the library UNet of the plan, built with ComfyUI's ops (no weights read)."""
+    return build_unet(sv4d_plan.config, operations=operations, device=device, dtype=dtype)
+
+
 class SV4DModel(comfy.model_base.BaseModel):
     """SV4D as a ComfyUI model: v-prediction EDM sampling settings around the library's SV4D UNet."""
 
-    def __init__(self, config: SV4DModelConfig, unet: torch.nn.Module, kind: str, vector_dims, source: str,
-                 device=None):
-        super().__init__(config, comfy.model_base.ModelType.V_PREDICTION_EDM, device=device)
-        self.diffusion_model = unet
-        self.sv4d_kind, self.sv4d_vector_dims, self.sv4d_source = kind, tuple(vector_dims), source
-        self.weight_dtype = config.unet_config["dtype"]
+    def __init__(self, config: SV4DModelConfig, plan: UNetPlan, device=None):
+        super().__init__(config, comfy.model_base.ModelType.V_PREDICTION_EDM, device=device, unet_model=sv4d_network)
+        self.sv4d_kind, self.sv4d_vector_dims = plan.kind, tuple(plan.info.vector_dims)
+        self.sv4d_source, self.sv4d_kind_info = plan.info.source, plan.info
 
     def get_dtype(self) -> torch.dtype:
-        return self.weight_dtype
+        return self.model_config.unet_config["dtype"]
 
     def extra_conds(self, **kwargs):
         raise ValueError("the SV4D MODEL samples only through the SV4D sampling nodes (SV4D Sample Anchors / "
@@ -86,65 +97,126 @@ def comfy_attention_backend(q, k, v, heads):
     return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=torch.float32)
 
 
-def _pick_ops(weight_dtype: torch.dtype, manual_cast: torch.dtype | None, load_device, fast_fp8: bool):
-    ops = comfy.ops.pick_operations(weight_dtype, manual_cast, load_device=load_device, fp8_optimizations=fast_fp8)
+def _pick_ops(weight_dtype: torch.dtype, manual_cast: torch.dtype | None, load_device):
+    ops = comfy.ops.pick_operations(weight_dtype, manual_cast, load_device=load_device, fp8_optimizations=False)
     # The UNet evaluates GroupNorm in float32 on half-precision activations; only casting layers can feed it
     # their weights in float32, so the plain (non-casting) ops are replaced by their casting twins.
     return comfy.ops.manual_cast if ops is comfy.ops.disable_weight_init else ops
 
 
-def load_sv4d_model(src: CheckpointSource, kind: str, vector_dims, source: str,
-                    weight_dtype: torch.dtype | None = None) -> comfy.model_patcher.ModelPatcher:
-    """The MODEL of an SV4D-family checkpoint (see the module docstring)."""
-    load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
-    n_params = sum(math.prod(src.shape(k)) for k in src.keys() if k.startswith(UNET_PREFIX))
-    supported = SV4DModelConfig.supported_inference_dtypes
-    dtype = weight_dtype or mm.unet_dtype(model_params=n_params, supported_dtypes=supported)
-    manual_cast = mm.unet_manual_cast(dtype, load_device, supported)
-    config = SV4DModelConfig({"disable_unet_model_creation": True})
-    config.set_inference_dtype(dtype, manual_cast)
-    ops = _pick_ops(dtype, manual_cast, load_device, fast_fp8=False)
-    unet = load_unet(src, model_kind=kind, device=offload_device, dtype=dtype, operations=ops)
-    compute = manual_cast or dtype
-    for module in unet.modules():  # parameters outside casting layers (merge factors) stay in the compute dtype
+def _dtype_of_key(net: torch.nn.Module, storage: torch.dtype, compute: torch.dtype):
+    """Weights of ComfyUI's casting layers in the storage dtype; the few parameters outside them (merge factors)
+    in the compute dtype (no layer casts them). Those are set to the compute dtype before loading, so that a copy
+    into them never rounds (an fp8 merge factor would)."""
+    for module in net.modules():
         if not hasattr(module, "comfy_cast_weights"):
             for name, p in module.named_parameters(recurse=False):
                 if p.dtype != compute:
                     setattr(module, name, torch.nn.Parameter(p.to(compute), requires_grad=False))
-    set_attention_backend(unet, comfy_attention_backend)
-    config.unet_config["adm_in_channels"] = unet.config.adm_in_channels
-    model = SV4DModel(config, unet.eval().requires_grad_(False), kind, vector_dims, source, device=offload_device)
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+
+    def pick(key: str) -> torch.dtype:
+        owner = net.get_submodule(key.rpartition(".")[0])
+        return storage if hasattr(owner, "comfy_cast_weights") else compute
+    return pick
+
+
+def one_pass(assign: bool) -> dict:
+    """``unet_tensors`` group size for loading into ComfyUI's layers.
+
+    Copies into allocated weights (the normal modes): bounded groups, so only one group exists twice. Assigned
+    tensors (a dynamic patcher) become the weights, and DynamicVRAM's weightless layers fill every weight missing
+    from a ``load_state_dict`` call with zeros (upstream ``_lazy_load_from_state_dict``): one call with everything.
+    """
+    return {"chunk_bytes": 1 << 62} if assign or compat.dynamic_vram_enabled() else {}
+
+
+def load_sv4d_model(src: CheckpointSource, plan: UNetPlan, weight_dtype: torch.dtype | None = None):
+    """The MODEL of an SV4D-family checkpoint whose ``plan`` (``plan_unet``) was checked (see the module
+    docstring)."""
+    load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+    supported = SV4DModelConfig.supported_inference_dtypes
+    dtype = weight_dtype or mm.unet_dtype(model_params=plan.n_params, supported_dtypes=supported)
+    manual_cast = mm.unet_manual_cast(dtype, load_device, supported)
+    config = SV4DModelConfig({"sv4d_plan": plan, "adm_in_channels": plan.config.adm_in_channels})
+    config.set_inference_dtype(dtype, manual_cast)
+    config.custom_operations = _pick_ops(dtype, manual_cast, load_device)
+    initial = mm.unet_inital_load_device(plan.n_params, dtype)
+    model = SV4DModel(config, plan, device=initial)
+    patcher = compat.make_patcher(model, load_device=load_device, offload_device=offload_device)
+    net, assign = model.diffusion_model, compat.is_dynamic(patcher)
+    groups = unet_tensors(src, plan, _dtype_of_key(net, dtype, manual_cast or dtype), initial,
+                          **one_pass(assign))
+    for group in groups:
+        unexpected = net.load_state_dict(group, strict=False, assign=assign).unexpected_keys
+        if unexpected:  # cannot happen after plan_unet's check unless ComfyUI's layers changed their names
+            raise ValueError(f"{src.name()}: ComfyUI's layers did not take {len(unexpected)} weights (e.g. "
+                             f"{unexpected[0]}); this ComfyUI version is not supported by this pack version")
+        del group
+    check_loaded(net, plan)
+    compat.archive_model_dtypes(net)  # the dtypes the weights now have (DynamicVRAM casts to these on the GPU)
+    set_attention_backend(net, comfy_attention_backend)
+    if initial != torch.device("cpu"):  # as core's checkpoint loader: built on the GPU, so registered as loaded there
+        mm.load_models_gpu([patcher], force_full_load=True)
+    return patcher
 
 
 # ---- CLIP vision -------------------------------------------------------------------------------------
-def _clip_json(sd: dict[str, torch.Tensor]) -> dict:
-    """ComfyUI CLIP-vision config from the converted (transformers-named) tower's shapes (non-ViT-H widths)."""
-    width = sd["vision_model.embeddings.patch_embedding.weight"].shape[0]
-    patch = sd["vision_model.embeddings.patch_embedding.weight"].shape[-1]
-    n_pos = sd["vision_model.embeddings.position_embedding.weight"].shape[0]
-    layers = 1 + max(int(k.split(".")[3]) for k in sd if k.startswith("vision_model.encoder.layers."))
-    return {"hidden_act": "gelu", "hidden_size": width, "image_size": int(round((n_pos - 1) ** 0.5)) * patch,
-            "intermediate_size": sd["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0],
-            "model_type": "clip_vision_model", "num_attention_heads": max(1, width // 80), "num_channels": 3,
-            "num_hidden_layers": layers, "patch_size": patch, "projection_dim": sd["visual_projection.weight"].shape[0],
-            "layer_norm_eps": 1e-5, "torch_dtype": "float32"}
+def _clip_config(src: CheckpointSource, prefix: str) -> tuple[str | None, dict]:
+    """(ComfyUI's config file, or None and a config written from the shapes) of the OpenCLIP tower under prefix."""
+    width, _, patch, _ = src.shape(prefix + "conv1.weight")
+    blocks = 1 + max(int(k[len(prefix):].split(".")[2]) for k in src.keys() if k.startswith(prefix + "transformer.resblocks."))
+    if (width, blocks) == VIT_H[:2]:
+        return compat.clip_vision_config(VIT_H[2]), {}
+    n_pos = src.shape(prefix + "positional_embedding")[0]
+    return None, {"hidden_act": "gelu", "hidden_size": width, "image_size": int(round((n_pos - 1) ** 0.5)) * patch,
+                  "intermediate_size": src.shape(prefix + "transformer.resblocks.0.mlp.c_fc.weight")[0],
+                  "model_type": "clip_vision_model", "num_attention_heads": max(1, width // 80), "num_channels": 3,
+                  "num_hidden_layers": blocks, "patch_size": patch, "projection_dim": src.shape(prefix + "proj")[1],
+                  "layer_norm_eps": 1e-5, "torch_dtype": "float32"}
+
+
+def _clip_groups(src: CheckpointSource, prefix: str) -> list[list[str]]:
+    """The tower's keys: everything outside the blocks with block 0, then one group per block."""
+    blocks: dict[int, list[str]] = {}
+    rest = []
+    for k in src.keys():
+        if k.startswith(prefix + "transformer.resblocks."):
+            blocks.setdefault(int(k[len(prefix):].split(".")[2]), []).append(k)
+        elif k.startswith(prefix):
+            rest.append(k)
+    return [rest + blocks.pop(0, [])] + [blocks[i] for i in sorted(blocks)]
 
 
 def load_clip_vision(src: CheckpointSource) -> comfy.clip_vision.ClipVisionModel:
     """The conditioner's OpenCLIP image tower as ComfyUI's ``ClipVisionModel`` (strict: missing keys raise)."""
     prefix = CLIP_PREFIX + "visual."
-    sd = comfy.clip_vision.convert_to_transformers({k: src.tensor(k) for k in src.keys() if k.startswith(prefix)},
-                                                   prefix)
-    clip = comfy.clip_vision.load_clipvision_from_sd(dict(sd))  # ViT-H (the released files): ComfyUI's own config
-    if clip is None:  # non-standard width (tiny test checkpoints): the same class, config from the shapes
+    path, written = _clip_config(src, prefix)
+    if path is None:  # non-standard width (tiny test checkpoints): the same class, config from the shapes
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "clip_vision_config.json")
             with open(path, "w", encoding="utf-8") as f:
-                json.dump(_clip_json(sd), f)
+                json.dump(written, f)
             clip = comfy.clip_vision.ClipVisionModel(path)
-        clip.load_sd(sd)
-    missing = sorted(k for k in set(clip.model.state_dict()) - set(sd) if not k.endswith("position_ids"))
+    else:
+        clip = comfy.clip_vision.ClipVisionModel(path)
+    groups, loaded, whole = _clip_groups(src, prefix), set(), bool(one_pass(compat.is_dynamic(clip.patcher)))
+    pending: dict[str, torch.Tensor] = {}
+    for i, keys in enumerate(groups):
+        sd = {k: src.get(k, None, clip.dtype) for k in keys}
+        # ComfyUI's own OpenCLIP -> transformers names: the full conversion needs block 0's key (group 0 has it)
+        sd = comfy.clip_vision.convert_to_transformers(sd, prefix) if i == 0 else \
+            comfy.utils.transformers_convert(sd, prefix, "vision_model.", len(groups))
+        sd = {k: v.contiguous() for k, v in sd.items()}  # the projection comes transposed: weights taken as they are
+        loaded.update(sd)
+        pending.update(sd)
+        if whole and i < len(groups) - 1:
+            continue  # see one_pass: everything in one load_sd call
+        unexpected = clip.load_sd(pending)[1]
+        if unexpected:
+            raise ValueError(f"{src.name()}: the CLIP image tower has unknown weights (e.g. {unexpected[0]}); the "
+                             "file is damaged or not an SV4D checkpoint: download it again")
+        pending = {}
+    missing = sorted(k for k in set(clip.model.state_dict()) - loaded if not k.endswith("position_ids"))
     if missing:
         raise ValueError(f"{src.name()}: the CLIP image tower misses {len(missing)} weights (e.g. {missing[0]}); "
                          "the file is damaged or not an SV4D checkpoint: download it again")
@@ -200,4 +272,4 @@ def load_vae(src: CheckpointSource, kind: str) -> comfy.sd.VAE:
 
 
 __all__ = ["SV4DModel", "SV4DModelConfig", "WEIGHT_DTYPES", "ROLE_VAE", "load_sv4d_model", "load_clip_vision",
-           "load_vae", "comfy_attention_backend"]
+           "load_vae", "comfy_attention_backend", "sv4d_network"]

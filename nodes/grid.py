@@ -10,10 +10,10 @@ import json
 from fractions import Fraction
 
 import torch
-from comfy_api.latest import InputImpl, Types, io
 
 from sv4d_models.pipeline import assemble_matrix
 
+from .compat import InputImpl, Types, io
 from .sockets import Matrix, Passes
 from .values import ImageMatrixValue, SampledPasses, grid_image
 

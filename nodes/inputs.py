@@ -6,12 +6,12 @@ name the value and the fix.
 from __future__ import annotations
 
 import torch
-from comfy_api.latest import io
 
 from sv4d_models.kinds import FOUR_D_KINDS
 from sv4d_models.pipeline.inputs import to_model_frames
 from sv4d_models.preprocess import preprocess_frames
 
+from .compat import io
 from .sockets import Cameras, video_input
 from .values import CameraSpec, parse_angles
 

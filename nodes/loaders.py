@@ -7,16 +7,19 @@ silently drops the motion layers.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import folder_paths
-from comfy_api.latest import io
 
-from sv4d_models.checkpoint import CheckpointSource, peek_checkpoint
+from sv4d_models.checkpoint import CheckpointSource, plan_unet
 from sv4d_models.kinds import FOUR_D_KINDS, KINDS, ORBIT_KINDS
 
+from . import compat
 from .comfy_models import WEIGHT_DTYPES, load_clip_vision, load_sv4d_model, load_vae
+from .compat import io, ui
 
+log = logging.getLogger("sv4d")
 FOLDER = "sv4d"
 EXTENSIONS = (".safetensors", ".sft")
 OFFICIAL_4D = ", ".join(KINDS[k].official_file for k in FOUR_D_KINDS)
@@ -57,35 +60,49 @@ def loader_hint(message: str) -> str:
     return f"SV4D Checkpoint Loader takes {OFFICIAL_4D}"
 
 
-def check_kind(name: str, path: str, hint: str | None) -> tuple[str, tuple[int, ...], str]:
-    """``peek_checkpoint`` with messages that name the file and the right loader."""
+def check_plan(name: str, src: CheckpointSource, model_kind: str | None):
+    """``plan_unet`` (kind by requested / metadata / file name / weights, strict key check) with messages that name
+    the file and the right loader."""
     try:
-        kind, dims, source = peek_checkpoint(path, hint)
+        plan = plan_unet(src, model_kind)
     except ValueError as err:
         text = str(err)
         if "was requested" in text:
             raise ValueError(f"{name}: {text}; set model_kind to 'auto'") from None
-        if "it looks like " not in text:  # unreadable / truncated file: the library's message names the fix
+        if "it looks like " not in text:  # unreadable / truncated / damaged file: the library's message names the fix
             raise ValueError(f"{name}: {text}") from None
         looks = text.split("it looks like ", 1)[1].split(". Supported files", 1)[0]
         raise ValueError(f"{name} is not an SV4D checkpoint: it looks like {looks}; {loader_hint(looks)}. "
                          f"SV4D Checkpoint Loader takes {OFFICIAL_4D}") from None
-    if kind in ORBIT_KINDS:
-        raise ValueError(f"{name} is an SV3D checkpoint ({kind}), not SV4D: {loader_hint('SV3D')}. "
+    if plan.kind in ORBIT_KINDS:
+        raise ValueError(f"{name} is an SV3D checkpoint ({plan.kind}), not SV4D: {loader_hint('SV3D')}. "
                          f"SV4D Checkpoint Loader takes {OFFICIAL_4D}")
-    return kind, dims, source
+    return plan
+
+
+def describe_load(name: str, plan, model) -> str:
+    """The loader's text output: what was loaded as which kind, why, and in which memory mode."""
+    spec, inner = KINDS[plan.kind], model.model
+    lines = [f"{name}: {plan.kind} ({spec.frames_per_pass} frames x {spec.views_per_pass} views per pass), kind from "
+             f"{plan.info.reason}",
+             f"UNet {plan.n_params / 1e9:.2f} B parameters, weights {str(inner.get_dtype()).replace('torch.', '')}"
+             f"{', computed in ' + str(inner.manual_cast_dtype).replace('torch.', '') if inner.manual_cast_dtype else ''}"
+             f", {'DynamicVRAM (weights streamed by ComfyUI)' if compat.is_dynamic(model) else 'loaded by ComfyUI'}"
+             f" on {model.load_device}"]
+    if plan.info.warning:
+        lines.insert(0, "WARNING: " + plan.info.warning)
+    return "\n".join(lines)
 
 
 def load_checkpoint(name: str, model_kind: str = "auto", weight_dtype: str = "default"):
-    """(MODEL, CLIP_VISION, VAE) of one SV4D-family checkpoint."""
-    hint = None if model_kind == "auto" else model_kind
-    if hint is None and "8view" in os.path.basename(name).lower():
-        hint = "sv4d2_8views"  # same keys as sv4d2: the official file name tells them apart
+    """(MODEL, CLIP_VISION, VAE, info text) of one SV4D-family checkpoint."""
     path = checkpoint_path(name)
-    kind, dims, source = check_kind(name, path, hint)
     with CheckpointSource(path) as src:
-        model = load_sv4d_model(src, kind, dims, source, WEIGHT_DTYPES[weight_dtype])
-        return model, load_clip_vision(src), load_vae(src, kind)
+        plan = check_plan(name, src, None if model_kind == "auto" else model_kind)
+        if plan.info.warning:
+            log.warning("SV4D Checkpoint Loader: %s", plan.info.warning)
+        model = load_sv4d_model(src, plan, WEIGHT_DTYPES[weight_dtype])
+        return model, load_clip_vision(src), load_vae(src, plan.kind), describe_load(name, plan, model)
 
 
 class CheckpointLoader(io.ComfyNode):
@@ -99,20 +116,24 @@ class CheckpointLoader(io.ComfyNode):
                                    tooltip=f"{OFFICIAL_4D} from models/checkpoints/ (names starting with sv4d) or "
                                            "models/sv4d/"),
                     io.Combo.Input("model_kind", options=["auto", *FOUR_D_KINDS], default="auto",
-                                   tooltip="auto: from the weights (sv4d2 and sv4d2_8views share keys: a file name "
-                                           "containing '8view' selects sv4d2_8views)"),
+                                   tooltip="auto: from the file (our metadata, then the official file name, then the "
+                                           "weights; sv4d2 and sv4d2_8views have identical weights layouts, so a "
+                                           "renamed 8-view file needs sv4d2_8views here: the info output warns)"),
                     io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
                                    tooltip="UNet weight dtype; default = ComfyUI's choice for this device (fp16/bf16 "
                                            "on GPUs, fp32 on CPU); fp8 halves memory again")],
             outputs=[io.Model.Output(display_name="MODEL", tooltip="the SV4D UNet as a ComfyUI model"),
                      io.ClipVision.Output(display_name="CLIP_VISION", tooltip="the OpenCLIP ViT-H image encoder"),
                      io.Vae.Output(display_name="VAE", tooltip="conditioning encoder + the checkpoint's image "
-                                                               "decoder (works with core VAE Encode / Decode)")],
+                                                               "decoder (works with core VAE Encode / Decode)"),
+                     io.String.Output(display_name="info", tooltip="what was loaded as which model kind and why, the "
+                                                                   "weight dtype and memory mode; warnings first")],
         )
 
     @classmethod
     def execute(cls, ckpt_name: str, model_kind: str, weight_dtype: str) -> io.NodeOutput:
-        return io.NodeOutput(*load_checkpoint(ckpt_name, model_kind, weight_dtype))
+        model, clip_vision, vae, info = load_checkpoint(ckpt_name, model_kind, weight_dtype)
+        return io.NodeOutput(model, clip_vision, vae, info, ui=ui.PreviewText(info))
 
 
 NODES = [CheckpointLoader]

@@ -15,7 +15,6 @@ import torch
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
-from comfy_api.latest import InputImpl, Types, io, ui
 
 from sv4d_models.export.mesh import MeshConfig
 from sv4d_models.export.video import render_turntable
@@ -25,6 +24,7 @@ from sv4d_models.reconstruction import surface_density
 
 from .asset import GLB_NAME, output_target, publish, write_asset
 from .comfy_bridge import should_stop
+from .compat import InputImpl, Types, io, ui
 from .sockets import Matrix, NeRF
 from .values import ImageMatrixValue, NeRFValue, run_key
 

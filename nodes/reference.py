@@ -7,7 +7,6 @@ A user-made orbit IMAGE (21 views, input first; or 8 / 9 views) can be given ins
 from __future__ import annotations
 
 import torch
-from comfy_api.latest import io
 
 from sv4d_models.kinds import KINDS, ORBIT_KINDS, SV3D_N_VIEWS, SV4D_ORBIT_VIEWS
 from sv4d_models.pipeline import pass_seed, sample_reference_orbit
@@ -16,6 +15,7 @@ from sv4d_models.pipeline.stages import to_unit_hwc
 from sv4d_models.sampling import REFERENCE
 
 from .comfy_bridge import ComfySamplingModels, StepProgress, orbit_columns, should_stop
+from .compat import io
 from .inputs import model_frames, same_size
 from .sockets import Cameras, model_inputs, seed_input, video_input
 from .values import CameraSpec, parse_angles

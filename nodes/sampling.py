@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import folder_paths
-from comfy_api.latest import io
 
 from sv4d_models.kinds import FOUR_D_KINDS
 
 from .comfy_bridge import ComfySamplingModels, StepProgress, should_stop
+from .compat import io
 from .inputs import model_frames, same_size
 from .runs import PassSettings, count_steps, is_first_stage, run_passes, start_run
 from .sockets import Cameras, Passes, guidance_inputs, model_inputs, seed_input, video_input

@@ -5,7 +5,7 @@ The values on these sockets are the classes of ``values.py``: SV4D_CAMERAS -> ``
 """
 from __future__ import annotations
 
-from comfy_api.latest import io
+from .compat import io
 
 Cameras = io.Custom("SV4D_CAMERAS")
 Passes = io.Custom("SV4D_PASSES")

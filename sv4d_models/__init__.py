@@ -15,6 +15,8 @@ _EXPORTS: dict[str, str] = {  # public name -> module that defines it
     "KindSpec": ".kinds",
     "load_unet": ".checkpoint",
     "infer_model_kind": ".checkpoint",
+    "resolve_kind": ".checkpoint",
+    "CheckpointKind": ".checkpoint",
     "CheckpointSource": ".checkpoint",
     "JobInterrupted": ".stopping",
     "set_attention_backend": ".attention",

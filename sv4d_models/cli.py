@@ -38,7 +38,10 @@ class Progress:
         return self.bar
 
     def __call__(self, info: dict) -> None:
-        if "summary" in info:
+        if "warning" in info:  # shown even with --quiet: something the user must know (e.g. a guessed model kind)
+            self.close()
+            print(f"sv4d: warning: {info['warning']}", file=sys.stderr, flush=True)
+        elif "summary" in info:
             self.close()
             if not self.quiet:
                 print(f"[{info['summary']}] {info['text']}", flush=True)

@@ -182,27 +182,35 @@ def write_grid(images: torch.Tensor, path: Path, overwrite: bool) -> Path:
     return atomic_write_bytes(path, png_bytes(rows), overwrite)
 
 
-def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict]:
-    """The 4D model kind and the checkpoint files, found and checked by their headers only (cheap)."""
-    from .checkpoint import CheckpointSource, infer_network_config, peek_checkpoint, unet_shapes
+def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict, dict]:
+    """The 4D model kind (resolved: requested, metadata, file name, weights), the checkpoint files and the kind
+    record for the manifest, found and checked by their headers only (cheap). A kind that only the weights decided
+    between look-alike files (sv4d2 / sv4d2_8views) is reported as a warning."""
+    from .checkpoint import CheckpointSource, infer_network_config, resolve_kind, unet_shapes
     from .pipeline.inputs import check_image_size
 
     kinds = (settings.model_kind,) if settings.model_kind else FOUR_D_KINDS
     sv4d = find_checkpoint(settings.sv4d, kinds, "SV4D", "--sv4d")
-    kind, _, _ = peek_checkpoint(sv4d, settings.model_kind)
+    info = resolve_kind(sv4d, settings.model_kind)
+    kind = info.kind
     if kind not in FOUR_D_KINDS:
         raise ValueError(f"--sv4d {sv4d} is an {kind} checkpoint; pass sv4d / sv4d2 / sv4d2_8views weights there "
                          f"(SV3D files go to --sv3d)")
     with CheckpointSource(sv4d) as src:
         check_image_size(settings.image_size, len(infer_network_config(kind, unet_shapes(src)[1], src.metadata).channel_mult))
-    sv3d = None
+    sv3d = sv3d_info = None
     if KINDS[kind].needs_reference_orbit:
         sv3d = find_checkpoint(settings.sv3d, ORBIT_KINDS, "SV3D (sv4d needs a reference orbit)", "--sv3d")
-        sv3d_kind, _, _ = peek_checkpoint(sv3d)
-        if sv3d_kind not in ORBIT_KINDS:
-            raise ValueError(f"--sv3d {sv3d} is an {sv3d_kind} checkpoint; pass sv3d_u.safetensors or sv3d_p.safetensors")
-    report({"summary": "models", "text": f"{kind} from {sv4d}" + (f", reference orbit from {sv3d}" if sv3d else "")})
-    return kind, {"sv4d": sv4d, "sv3d": sv3d}
+        sv3d_info = resolve_kind(sv3d)
+        if sv3d_info.kind not in ORBIT_KINDS:
+            raise ValueError(f"--sv3d {sv3d} is an {sv3d_info.kind} checkpoint; pass sv3d_u.safetensors or "
+                             "sv3d_p.safetensors")
+    if info.warning:
+        report({"warning": f"{info.warning} (here: --model-kind)"})
+    report({"summary": "models", "text": f"{kind} ({info.reason}) from {sv4d}" +
+            (f", reference orbit {sv3d_info.kind} from {sv3d}" if sv3d else "")})
+    kinds_record = {"sv4d": info.to_json(), "sv3d": None if sv3d_info is None else sv3d_info.to_json()}
+    return kind, {"sv4d": sv4d, "sv3d": sv3d}, kinds_record
 
 
 def _pipeline_config(settings: JobSettings) -> dict:
@@ -230,11 +238,11 @@ def _read_input(settings: JobSettings, kind: str, report: Reporter) -> torch.Ten
     return frames
 
 
-def _sampling(settings: JobSettings, files: dict, frames: torch.Tensor, out: Path, report: Reporter):
+def _sampling(settings: JobSettings, kind: str, files: dict, frames: torch.Tensor, out: Path, report: Reporter):
     from .pipeline import SV4DPipeline
 
     pipe = SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d"], config=_pipeline_config(settings),
-                                         model_kind=settings.model_kind)
+                                         model_kind=kind)
     result = pipe.run(frames, work_dir=out / "sampling", callback=report)
     report({"summary": "sampling", "text": f"{len(result.plan.passes)} passes ({result.plan.mode} schedule) -> "
                                            f"{result.n_frames} frames x {result.n_views} views"})
@@ -275,13 +283,13 @@ def run_job(settings: JobSettings, report: Reporter = lambda info: None,
     check_output(settings)  # everything cheap first; nothing is written until all of it passed
     if not Path(settings.video).exists():
         raise FileNotFoundError(f"video {settings.video} does not exist; check the path")
-    kind, files = _find_models(settings, report)
+    kind, files, kinds_record = _find_models(settings, report)
     _pipeline_config(settings)  # device and settings
     frames = _read_input(settings, kind, report)
     out = prepare_output(settings)
     timings["input"] = time.perf_counter() - started
     t = time.perf_counter()
-    pipe, result = _sampling(settings, files, frames, out, report)
+    pipe, result = _sampling(settings, kind, files, frames, out, report)
     timings["sampling"] = time.perf_counter() - t
     t = time.perf_counter()
     result.write_videos(out / "videos", overwrite=True)
@@ -297,7 +305,8 @@ def run_job(settings: JobSettings, report: Reporter = lambda info: None,
     manifest = {"format": "sv4d_job/1", "library_version": library_version(),
                 "input": {"path": str(settings.video), "sha256": file_sha256(Path(settings.video)),
                           "frames": result.n_frames, "image_size": result.image_size},
-                "models": {k: None if p is None else {"path": str(p), "sha256": file_sha256(p, cache, report)}
+                "models": {k: None if p is None else {"path": str(p), "sha256": file_sha256(p, cache, report),
+                                                      "kind": kinds_record[k]}
                            for k, p in files.items()},
                 "seeds": {"base": settings.seed, "passes": {
                     str(i): int(result.store.load_pass(i)["seed"]) for i in

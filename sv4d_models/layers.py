@@ -126,16 +126,21 @@ class AlphaBlender(nn.Module):
             self.mix_factor = nn.Parameter(torch.tensor([alpha], dtype=torch.float32))
 
     def alpha(self, image_only_indicator: torch.Tensor | None = None) -> torch.Tensor:
-        """Scalar alpha, or ``[b, F]`` when an image-only indicator selects pure-spatial frames."""
+        """Scalar alpha, or ``[b, F]`` when an image-only indicator selects pure-spatial frames.
+
+        The factor is taken to the indicator's device: a model manager may leave this one-element parameter on the
+        CPU while the network runs elsewhere (ComfyUI's partial loading moves only the layers that fit).
+        """
         if self.merge_strategy == "fixed":
             return self.mix_factor
         a = torch.sigmoid(self.mix_factor.float())
         if self.merge_strategy == "learned_with_images" and image_only_indicator is not None:
+            a = a.to(image_only_indicator.device)
             return torch.where(image_only_indicator.bool(), torch.ones_like(a), a)
         return a
 
     def forward(self, x_spatial: torch.Tensor, x_temporal: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        alpha = alpha.to(x_spatial.dtype)
+        alpha = alpha.to(device=x_spatial.device, dtype=x_spatial.dtype)
         return alpha * x_spatial + (1.0 - alpha) * x_temporal
 
 

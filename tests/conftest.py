@@ -31,3 +31,18 @@ def require_shared(path: Path) -> Path:
             pytest.fail(message + "; CI=true, so this is a failure, not a skip")
         pytest.skip(message)
     return path
+
+
+def official_layout(src: Path, dst: Path) -> Path:
+    """A copy of a tiny checkpoint without our ``sv4d_model_kind`` metadata key, as Stability's files come: only the
+    file name and the weights can tell its kind (the tiny widths still need the network-config metadata)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from sv4d_models.checkpoint import META_KIND
+
+    with safe_open(str(src), "pt") as f:
+        meta = {k: v for k, v in (f.metadata() or {}).items() if k != META_KIND}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file(load_file(str(src)), str(dst), metadata=meta)
+    return dst

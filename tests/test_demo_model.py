@@ -29,15 +29,15 @@ def test_demo_model_fits_the_budget_and_loads_through_load_unet():
     from safetensors import safe_open
 
     from sv4d_models import load_unet
-    from sv4d_models.checkpoint import peek_checkpoint
+    from sv4d_models.checkpoint import resolve_kind
 
     path = demo_model_path()
     assert path.stat().st_size <= 20 * 2**20
     with safe_open(str(path), framework="pt") as f:
         dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
     assert dtypes == {"F16"}
-    kind, dims, _ = peek_checkpoint(path)
-    assert kind == DEMO_KIND and sum(dims) > 0
+    info = resolve_kind(path)
+    assert info.kind == DEMO_KIND and info.reason.startswith("file metadata") and sum(info.vector_dims) > 0
     assert load_unet(path).model_kind == DEMO_KIND  # the stored dtype (float16) by default
     unet = load_unet(path, dtype=torch.float32)  # what the pipeline does on a CPU: float16 storage upcast on load
     assert {p.dtype for p in unet.parameters()} == {torch.float32}

@@ -69,7 +69,7 @@ def video(n: int, size: int = SIZE) -> torch.Tensor:
 
 
 def load(name: str):
-    return pack_module("nodes.loaders").load_checkpoint(name)
+    return pack_module("nodes.loaders").load_checkpoint(name)[:3]  # MODEL, CLIP_VISION, VAE (not the info text)
 
 
 def test_loader_gives_comfyui_objects_with_the_library_conditioning(comfy):
@@ -127,7 +127,7 @@ def test_model_network_is_the_library_unet_bit_for_bit(comfy, kind, monkeypatch)
 @pytest.mark.parametrize("dtype", ["fp16", "bf16", "fp8_e4m3fn"])
 def test_reduced_precision_weights_run(comfy, dtype):
     loaders, bridge = pack_module("nodes.loaders"), pack_module("nodes.comfy_bridge")
-    model, clip_vision, vae = loaders.load_checkpoint("sv4d2_tiny.safetensors", "auto", dtype)
+    model, clip_vision, vae = loaders.load_checkpoint("sv4d2_tiny.safetensors", "auto", dtype)[:3]
     assert model.model.get_dtype() == {"fp16": torch.float16, "bf16": torch.bfloat16,
                                        "fp8_e4m3fn": torch.float8_e4m3fn}[dtype]
     unet = bridge.ComfySamplingModels(model, clip_vision, vae).unet

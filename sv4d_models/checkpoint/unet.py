@@ -1,77 +1,34 @@
 """Load official SV4D / SV4D 2.0 / SV3D checkpoints (full ``DiffusionEngine`` state dicts) into our UNet.
 
-The UNet is built on the meta device and filled tensor by tensor from the safetensors file (read through
-``safe_open``, converted to the target dtype/device one tensor at a time, then ``load_state_dict(assign=True)``),
-so the weights are never held twice. Model kind and network hyper-parameters are inferred from key names and
-shapes; foreign or damaged files raise ``ValueError`` saying what the file looks like and what is wrong.
+``plan_unet`` decides what a file holds, from its header only: the kind (``kind.resolve_kind``), the network config
+(official for full-size files, else the stored metadata, else inferred from shapes) and the exact key list and shapes
+the UNet needs, checked against the file (a foreign or damaged file raises ``ValueError`` saying what it looks like
+and what is wrong). The expected list comes from the architecture built with plain ``torch.nn`` on the meta device,
+never from a module built with someone else's layers (ComfyUI's DynamicVRAM layers hold no weights until loaded).
+
+``unet_tensors`` then streams the weights tensor by tensor, each read from the file straight into its final dtype,
+in groups of bounded size, so a loader (``load_unet``, the ComfyUI node) never holds the weights twice;
+``check_loaded`` verifies afterwards that a module holds every expected weight, whatever layers it was built with.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import torch
 
 from ..config import OFFICIAL_NETWORK_CONFIGS, UNetConfig
-from ..kinds import KINDS, MODEL_KINDS
 from ..unet import SV4DUNet, build_unet
-from .source import CHECKPOINT_FILES, META_KIND, META_NETWORK, META_VECTOR_SPLIT, CheckpointSource, as_source, \
-    describe_checkpoint
-from .strict import load_submodule
+from .kind import UNET_PREFIX, CheckpointKind, resolve_kind, unet_shapes, vector_dims, warn_if_unsure
+from .source import META_NETWORK, CheckpointSource, as_source
+from .strict import key_mismatch
 
 log = logging.getLogger("sv4d")
 
-UNET_PREFIX = "model.diffusion_model."
-
-
-def unet_shapes(src: CheckpointSource) -> tuple[str, dict[str, tuple[int, ...]]]:
-    """(prefix, {stripped key: shape}) of the UNet part; prefix "" for bare UNet-only files."""
-    pref = {k[len(UNET_PREFIX):]: s for k, s in src.shapes.items() if k.startswith(UNET_PREFIX)}
-    if pref:
-        return UNET_PREFIX, pref
-    if "input_blocks.0.0.weight" in src.shapes:
-        return "", dict(src.shapes)
-    return UNET_PREFIX, {}
-
-
-def infer_model_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str] = (), hint: str | None = None,
-                     stored: str | None = None) -> str:
-    """Model kind from UNet key names/shapes.
-
-    ``hint``: the kind the caller asks for (must agree with the weights; it also picks between kinds with identical
-    keys, sv4d2 / sv4d2_8views). ``stored``: the kind recorded in the file's metadata (our tiny / trained files),
-    trusted where shapes alone cannot tell (non-standard widths).
-    """
-    for name, value in (("model_kind", hint), ("stored model kind", stored)):
-        if value is not None and value not in MODEL_KINDS:
-            raise ValueError(f"{name}={value!r} is not supported; use one of {list(MODEL_KINDS)}")
-    has = lambda frag: any(frag in k for k in shapes)  # noqa: E731
-    pick = hint or stored
-    if has(".motion_blocks."):
-        kind = "sv4d2" if has(".time_mixer_motion.") else "sv4d"
-        if kind == "sv4d2" and pick == "sv4d2_8views":
-            kind = "sv4d2_8views"
-        elif kind == "sv4d2" and pick is None:
-            log.info("SV4D 2.0 weights: sv4d2 and sv4d2_8views have identical keys; assuming the 4-view 'sv4d2' "
-                     "(pass model_kind='sv4d2_8views' for the 8-view model)")
-    elif has(".time_stack.") and shapes.get("label_emb.0.0.weight", (0, 0))[1] in (256, 1280):
-        kind = "sv3d_u" if shapes["label_emb.0.0.weight"][1] == 256 else "sv3d_p"
-    elif has(".time_stack.") and stored in ("sv3d_u", "sv3d_p"):
-        kind = stored  # non-standard width: the file says which
-    elif has(".time_stack.") and describe_checkpoint(all_keys, shapes).startswith("an SV3D"):
-        if hint not in ("sv3d_u", "sv3d_p"):
-            raise ValueError(f"model_kind={hint!r} was requested but the weights are an SV3D checkpoint"
-                             if hint else "an SV3D checkpoint of non-standard width: pass model_kind='sv3d_u' or 'sv3d_p'")
-        kind = hint
-    else:
-        raise ValueError(f"this file does not look like an SV4D / SV4D 2.0 / SV3D checkpoint: it looks like "
-                         f"{describe_checkpoint(all_keys, shapes)}. Supported files: {', '.join(CHECKPOINT_FILES.values())}")
-    if hint is not None and hint != kind:
-        raise ValueError(f"model_kind={hint!r} was requested but the weights are a {kind!r} checkpoint")
-    return kind
+CHUNK_BYTES = 256 << 20  # weights per group yielded by ``unet_tensors``
+DAMAGED = "The file is damaged, a different model, or needs network_config= for a non-official size."
 
 
 def infer_network_config(kind: str, shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> UNetConfig:
@@ -117,6 +74,99 @@ def _config_from_shapes(official: UNetConfig, shapes: dict[str, tuple[int, ...]]
     return official.replace(**changes)
 
 
+@dataclass(frozen=True)
+class UNetPlan:
+    """What a checkpoint's UNet is and the weights it must hold (from the header only).
+
+    Attributes:
+        info: the resolved kind (``kind``, ``reason``, ``warning``, ``vector_dims``, ``source``).
+        config: the network config to build.
+        prefix: the UNet keys' prefix in the file (``model.diffusion_model.`` or "" for bare UNet files).
+        shapes: every key the UNet needs (relative to ``prefix``) with its shape; the file holds exactly these.
+        file: the checkpoint's name (for messages).
+    """
+
+    info: CheckpointKind
+    config: UNetConfig
+    prefix: str
+    shapes: dict[str, tuple[int, ...]]
+    file: str
+
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def n_params(self) -> int:
+        return sum(int(torch.Size(s).numel()) for s in self.shapes.values())
+
+    def mismatch(self, found: dict[str, tuple[int, ...]], what: str = "does not match") -> ValueError | None:
+        return key_mismatch(f"{self.file} looks like a {self.kind!r} checkpoint but {what} its UNet", self.shapes,
+                            found, self.prefix, hint=DAMAGED)
+
+
+def expected_unet_shapes(config: UNetConfig) -> dict[str, tuple[int, ...]]:
+    """Every state-dict key of the UNet of ``config`` with its shape (built with ``torch.nn`` on meta: no memory)."""
+    return {k: tuple(v.shape) for k, v in build_unet(config, device="meta").state_dict().items()}
+
+
+def plan_unet(source, model_kind: str | None = None, network_config: dict | UNetConfig | None = None) -> UNetPlan:
+    """The ``UNetPlan`` of a checkpoint (path, ``CheckpointSource`` or state dict); raises if the file's UNet keys or
+    shapes differ from what its kind and config need."""
+    src, owned = as_source(source)
+    try:
+        prefix, shapes = unet_shapes(src)
+        info = resolve_kind(src, model_kind)
+        if network_config is None:
+            cfg = infer_network_config(info.kind, shapes, src.metadata)
+            if info.kind in ("sv4d2", "sv4d2_8views"):  # same keys: the kind decides the view-attention grouping
+                cfg = cfg.replace(use_3d_attention=(info.kind == "sv4d2"))
+        else:
+            cfg = network_config if isinstance(network_config, UNetConfig) else UNetConfig.from_network_config(network_config)
+        plan = UNetPlan(info, cfg, prefix, expected_unet_shapes(cfg), src.name())
+    finally:
+        if owned:
+            src.close()
+    error = plan.mismatch(shapes)
+    if error is not None:
+        raise error
+    return plan
+
+
+def unet_tensors(source, plan: UNetPlan, dtype: torch.dtype | Callable[[str], torch.dtype | None] | None = None,
+                 device: str | torch.device | None = None, chunk_bytes: int = CHUNK_BYTES
+                 ) -> Iterator[dict[str, torch.Tensor]]:
+    """The UNet's weights in groups of about ``chunk_bytes`` (relative key -> tensor on ``device``).
+
+    ``dtype``: one dtype for floating tensors, a function ``key -> dtype`` (None keeps the stored one), or None.
+    Each tensor is read from the file on its own, directly in the stored dtype, then converted; nothing else is kept.
+    """
+    src, owned = as_source(source)
+    pick = dtype if callable(dtype) else (lambda _key: dtype)
+    try:
+        group, size = {}, 0
+        for key in plan.shapes:
+            t = src.get(plan.prefix + key, device, pick(key))
+            group[key] = t
+            size += t.numel() * t.element_size()
+            if size >= chunk_bytes:
+                yield group
+                group, size = {}, 0
+        if group:
+            yield group
+    finally:
+        if owned:
+            src.close()
+
+
+def check_loaded(module: torch.nn.Module, plan: UNetPlan) -> None:
+    """Raise unless ``module`` now holds every weight of ``plan`` (real tensors, right shapes, nothing else)."""
+    held = {k: tuple(v.shape) for k, v in module.state_dict().items() if v is not None and not v.is_meta}
+    error = plan.mismatch(held, "was not filled with")
+    if error is not None:
+        raise error
+
+
 def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = None, model_kind: str | None = None,
               device: str | torch.device = "cpu", dtype: torch.dtype | None = None, operations=None) -> SV4DUNet:
     """Load the UNet of an official (or tiny test) engine checkpoint, strictly.
@@ -125,50 +175,27 @@ def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = Non
         path_or_state_dict: ``.safetensors`` path, ``CheckpointSource`` or a state dict, with or without the
             ``model.diffusion_model.`` prefix.
         network_config: official yaml ``network_config`` (or ``UNetConfig``); inferred when None.
-        model_kind: one of sv4d, sv4d2, sv4d2_8views, sv3d_u, sv3d_p; inferred when None (sv4d2 by default
-            for SV4D 2.0 weights, which share keys with sv4d2_8views).
+        model_kind: one of sv4d, sv4d2, sv4d2_8views, sv3d_u, sv3d_p; resolved when None (``kind.resolve_kind``:
+            metadata, then the file name, then the weights; a guess between sv4d2 / sv4d2_8views warns).
         device, dtype: where and in which dtype the weights end up (default: CPU, as stored).
         operations: layer classes for construction (ComfyUI's casting ops); default ``torch.nn``.
     Returns:
-        ``SV4DUNet`` in eval mode with attributes ``model_kind`` and ``config``.
+        ``SV4DUNet`` in eval mode with attributes ``model_kind``, ``config`` and ``checkpoint_kind``.
     """
     src, owned = as_source(path_or_state_dict)
     try:
-        prefix, shapes = unet_shapes(src)
-        kind = infer_model_kind(shapes, src.keys(), hint=model_kind, stored=src.metadata.get(META_KIND))
-        if network_config is None:
-            cfg = infer_network_config(kind, shapes, src.metadata)
-            if kind in ("sv4d2", "sv4d2_8views"):  # same keys: the kind decides the view-attention grouping
-                cfg = cfg.replace(use_3d_attention=(kind == "sv4d2"))
-        else:
-            cfg = network_config if isinstance(network_config, UNetConfig) else UNetConfig.from_network_config(network_config)
-        model = load_submodule(
-            src, prefix, lambda _shapes: build_unet(cfg, operations=operations, device="meta", dtype=dtype),
-            model_name="UNet", anchor="input_blocks.0.0.weight", device=device or "cpu", dtype=dtype,
-            title=f"{src.name()} looks like a {kind!r} checkpoint but does not match its UNet",
-            hint="The file is damaged, a different model, or needs network_config= for a non-official size.")
+        plan = plan_unet(src, model_kind, network_config)
+        warn_if_unsure(plan.info)
+        model = build_unet(plan.config, operations=operations, device="meta", dtype=dtype)
+        for group in unet_tensors(src, plan, dtype, device or "cpu"):
+            model.load_state_dict(group, strict=False, assign=True)
     finally:
         if owned:
             src.close()
-    model.model_kind = kind
-    return model
+    check_loaded(model, plan)
+    model.model_kind, model.checkpoint_kind = plan.kind, plan.info
+    return model.eval().requires_grad_(False)
 
 
-def vector_dims(kind: str, metadata: dict[str, str]) -> tuple[int, ...]:
-    """Widths of the UNet ``vector`` input's parts: stored in the metadata of non-standard files, else the kind's."""
-    if META_VECTOR_SPLIT in metadata:
-        return tuple(int(d) for d in json.loads(metadata[META_VECTOR_SPLIT]))
-    return KINDS[kind].vector_dims
-
-
-def peek_checkpoint(path: str | os.PathLike, hint: str | None = None) -> tuple[str, tuple[int, ...], str]:
-    """``(model_kind, vector_dims, source id)`` from a checkpoint's header only (no tensors are read).
-
-    The source id (``name:size``) is what work-dir manifests record.
-    """
-    with CheckpointSource(path) as src:
-        _, shapes = unet_shapes(src)
-        kind = infer_model_kind(shapes, src.keys(), hint=hint, stored=src.metadata.get(META_KIND))
-        dims = vector_dims(kind, src.metadata)
-    p = Path(path)
-    return kind, dims, f"{p.name}:{p.stat().st_size}"
+__all__ = ["UNET_PREFIX", "UNetPlan", "check_loaded", "expected_unet_shapes", "infer_network_config", "load_unet",
+           "plan_unet", "unet_shapes", "unet_tensors", "vector_dims"]

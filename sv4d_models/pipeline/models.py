@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointSource, load_unet, peek_checkpoint
+from ..checkpoint import CheckpointSource, load_unet, resolve_kind, warn_if_unsure
 from ..kinds import KINDS
 
 
@@ -120,7 +120,9 @@ def load_engine_models(path: str | os.PathLike, kind: str | None = None, placeme
                        unet_dtype: torch.dtype | None = None) -> EngineModels:
     """Load UNet (``unet_dtype``, default the placement's dtype), CLIP, the conditioning VAE copies and the decoder
     (float32) of a checkpoint onto ``placement.device``."""
-    kind, dims, source = peek_checkpoint(path, kind)
+    info = resolve_kind(path, kind)
+    warn_if_unsure(info)
+    kind, dims, source = info.kind, info.vector_dims, info.source
     with CheckpointSource(path) as src:
         unet = load_unet(src, model_kind=kind, device=placement.device, dtype=unet_dtype or placement.dtype)
         clip, vae, decoder = _load_encoders(src, dict(KINDS[kind].vae_copies), placement.device)

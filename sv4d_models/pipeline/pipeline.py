@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 
 from ..camera import conditioning_angles, frame_times, matrix_cameras
-from ..checkpoint import peek_checkpoint
+from ..checkpoint import resolve_kind, warn_if_unsure
 from ..kinds import FOUR_D_KINDS, ORBIT_KINDS, get_kind
 from ..sampling.plan import REFERENCE, Plan, plan as make_plan
 from ..stopping import JobInterrupted, StopCheck, stop_requested
@@ -118,11 +118,14 @@ class SV4DPipeline:
         """
         changes = {k: v for k, v in (("device", device), ("dtype", dtype), ("model_kind", model_kind)) if v is not None}
         config = _as_config(config).replace(**changes)
-        kind, _, _ = peek_checkpoint(checkpoint_path, config.sampling.model_kind)
+        info = resolve_kind(checkpoint_path, config.sampling.model_kind)
+        warn_if_unsure(info)  # sv4d2 vs sv4d2_8views guessed from the weights alone: say so
+        kind = info.kind
         _check_4d_kind(kind, checkpoint_path)
         sv3d_kind = sv3d_source = None
         if get_kind(kind).needs_reference_orbit and sv3d_checkpoint_path is not None:
-            sv3d_kind, _, sv3d_source = peek_checkpoint(sv3d_checkpoint_path, config.sampling.sv3d_kind)
+            sv3d_info = resolve_kind(sv3d_checkpoint_path, config.sampling.sv3d_kind)
+            sv3d_kind, sv3d_source = sv3d_info.kind, sv3d_info.source
             if sv3d_kind not in ORBIT_KINDS:
                 raise ValueError(f"sv3d_checkpoint_path {sv3d_checkpoint_path} is a {sv3d_kind!r} checkpoint; "
                                  "pass sv3d_u.safetensors or sv3d_p.safetensors")

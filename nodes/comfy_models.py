@@ -6,16 +6,17 @@ device choices, loaded the way ComfyUI loads its own models, so that ComfyUI dec
 * MODEL: ``SV4DModel`` builds the library UNet inside ``BaseModel.__init__`` (as core models build theirs) with
   ComfyUI's casting ``comfy.ops`` in ComfyUI's weight dtype (``unet_dtype`` / ``unet_manual_cast`` or the loader's
   widget) on core's initial load device, then ComfyUI's model patcher class (``CoreModelPatcher``: the dynamic one
-  under DynamicVRAM) and the weights through ``load_state_dict(strict=False, assign=patcher.is_dynamic())``, as
-  ``BaseModel.load_model_weights``, in groups of bounded size streamed from the file (never a second copy). The
-  strict check compares the file with the key list the kind needs (``sv4d_models.checkpoint.plan_unet``) before
-  anything is built, and the network with the same list after loading (``check_loaded``): under DynamicVRAM the
-  layers hold no weights until loaded, so nothing is read from them before. Attention runs through ComfyUI's
-  ``optimized_attention`` (the user's --use-*-attention choice); EDM v-prediction sampling settings (sigma
-  0.002..700); SD latent format (previews).
+  under DynamicVRAM) and one ``load_state_dict(strict=False, assign=...)`` with every weight, as
+  ``BaseModel.load_model_weights`` does. The weights are read from the file one tensor at a time straight into their
+  final dtype and, where the network sits in CPU memory or the patcher is dynamic, assigned (``assign_loading``):
+  they are never held twice. The strict check compares the file with the key list the kind needs
+  (``sv4d_models.checkpoint.plan_unet``) before anything is built, and the network with the same list after loading
+  (``check_loaded``): under DynamicVRAM the layers hold no weights until loaded, so nothing is read from them before.
+  Attention runs through ComfyUI's ``optimized_attention`` (the user's --use-*-attention choice); EDM v-prediction
+  sampling settings (sigma 0.002..700); SD latent format (previews).
 * CLIP_VISION: ComfyUI's ``ClipVisionModel`` (ComfyUI's ViT-H config for the released files, a config written from
-  the shapes for tiny test files), its weights converted by ComfyUI's own OpenCLIP -> transformers conversion one
-  transformer block at a time and loaded by ``load_sd`` (strict: a missing key raises).
+  the shapes for tiny test files), its weights renamed by ComfyUI's own OpenCLIP -> transformers conversion and
+  loaded in one call (assigned, as the UNet's), then checked both ways (a missing or a dropped key raises).
 * VAE: ``comfy.sd.VAE`` holding the conditioner's AutoencoderKL encoder (embedder 1, the concat copy) and the
   checkpoint's own image decoder ``first_stage_model.decoder`` with an identity ``post_quant_conv``, i.e. exactly the
   official ``Decoder(z / 0.18215)``; core VAEEncode / VAEDecode / previews work on it. When the conditioner's
@@ -37,7 +38,6 @@ import comfy.model_management as mm
 import comfy.ops
 import comfy.sd
 import comfy.supported_models_base
-import comfy.utils
 from comfy.ldm.modules import attention as comfy_attention
 
 from sv4d_models.attention import set_attention_backend
@@ -120,14 +120,16 @@ def _dtype_of_key(net: torch.nn.Module, storage: torch.dtype, compute: torch.dty
     return pick
 
 
-def one_pass(assign: bool) -> dict:
-    """``unet_tensors`` group size for loading into ComfyUI's layers.
+def assign_loading(patcher, weights_device) -> bool:
+    """Whether to load with ``load_state_dict(assign=True)``: the state dict's tensors become the weights.
 
-    Copies into allocated weights (the normal modes): bounded groups, so only one group exists twice. Assigned
-    tensors (a dynamic patcher) become the weights, and DynamicVRAM's weightless layers fill every weight missing
-    from a ``load_state_dict`` call with zeros (upstream ``_lazy_load_from_state_dict``): one call with everything.
+    Core does it when the patcher is dynamic (DynamicVRAM keeps weights where the state dict put them). The pack also
+    does it when the network was built on the CPU: its construction allocated weights that were never written (no
+    memory used yet), so assigning the tensors read from the file costs nothing more, where copying into those
+    weights would hold everything twice for a moment. Built on a GPU (core's initial device when it fits), the
+    tensors are copied into the GPU weights, as core does.
     """
-    return {"chunk_bytes": 1 << 62} if assign or compat.dynamic_vram_enabled() else {}
+    return compat.is_dynamic(patcher) or torch.device(weights_device).type == "cpu"
 
 
 def load_sv4d_model(src: CheckpointSource, plan: UNetPlan, weight_dtype: torch.dtype | None = None):
@@ -143,16 +145,11 @@ def load_sv4d_model(src: CheckpointSource, plan: UNetPlan, weight_dtype: torch.d
     initial = mm.unet_inital_load_device(plan.n_params, dtype)
     model = SV4DModel(config, plan, device=initial)
     patcher = compat.make_patcher(model, load_device=load_device, offload_device=offload_device)
-    net, assign = model.diffusion_model, compat.is_dynamic(patcher)
-    groups = unet_tensors(src, plan, _dtype_of_key(net, dtype, manual_cast or dtype), initial,
-                          **one_pass(assign))
-    for group in groups:
-        unexpected = net.load_state_dict(group, strict=False, assign=assign).unexpected_keys
-        if unexpected:  # cannot happen after plan_unet's check unless ComfyUI's layers changed their names
-            raise ValueError(f"{src.name()}: ComfyUI's layers did not take {len(unexpected)} weights (e.g. "
-                             f"{unexpected[0]}); this ComfyUI version is not supported by this pack version")
-        del group
-    check_loaded(net, plan)
+    net, assign = model.diffusion_model, assign_loading(patcher, initial)
+    weights = unet_tensors(src, plan, _dtype_of_key(net, dtype, manual_cast or dtype), initial if assign else "cpu")
+    net.load_state_dict(weights, strict=False, assign=assign)  # as BaseModel.load_model_weights, checked below
+    del weights
+    check_loaded(net, plan)  # every weight the kind needs, real, of the right shape, and nothing else
     compat.archive_model_dtypes(net)  # the dtypes the weights now have (DynamicVRAM casts to these on the GPU)
     set_attention_backend(net, comfy_attention_backend)
     if initial != torch.device("cpu"):  # as core's checkpoint loader: built on the GPU, so registered as loaded there
@@ -175,18 +172,6 @@ def _clip_config(src: CheckpointSource, prefix: str) -> tuple[str | None, dict]:
                   "layer_norm_eps": 1e-5, "torch_dtype": "float32"}
 
 
-def _clip_groups(src: CheckpointSource, prefix: str) -> list[list[str]]:
-    """The tower's keys: everything outside the blocks with block 0, then one group per block."""
-    blocks: dict[int, list[str]] = {}
-    rest = []
-    for k in src.keys():
-        if k.startswith(prefix + "transformer.resblocks."):
-            blocks.setdefault(int(k[len(prefix):].split(".")[2]), []).append(k)
-        elif k.startswith(prefix):
-            rest.append(k)
-    return [rest + blocks.pop(0, [])] + [blocks[i] for i in sorted(blocks)]
-
-
 def load_clip_vision(src: CheckpointSource) -> comfy.clip_vision.ClipVisionModel:
     """The conditioner's OpenCLIP image tower as ComfyUI's ``ClipVisionModel`` (strict: missing keys raise)."""
     prefix = CLIP_PREFIX + "visual."
@@ -199,27 +184,23 @@ def load_clip_vision(src: CheckpointSource) -> comfy.clip_vision.ClipVisionModel
             clip = comfy.clip_vision.ClipVisionModel(path)
     else:
         clip = comfy.clip_vision.ClipVisionModel(path)
-    groups, loaded, whole = _clip_groups(src, prefix), set(), bool(one_pass(compat.is_dynamic(clip.patcher)))
-    pending: dict[str, torch.Tensor] = {}
-    for i, keys in enumerate(groups):
-        sd = {k: src.get(k, None, clip.dtype) for k in keys}
-        # ComfyUI's own OpenCLIP -> transformers names: the full conversion needs block 0's key (group 0 has it)
-        sd = comfy.clip_vision.convert_to_transformers(sd, prefix) if i == 0 else \
-            comfy.utils.transformers_convert(sd, prefix, "vision_model.", len(groups))
-        sd = {k: v.contiguous() for k, v in sd.items()}  # the projection comes transposed: weights taken as they are
-        loaded.update(sd)
-        pending.update(sd)
-        if whole and i < len(groups) - 1:
-            continue  # see one_pass: everything in one load_sd call
-        unexpected = clip.load_sd(pending)[1]
-        if unexpected:
-            raise ValueError(f"{src.name()}: the CLIP image tower has unknown weights (e.g. {unexpected[0]}); the "
-                             "file is damaged or not an SV4D checkpoint: download it again")
-        pending = {}
+    sd = {k: src.get(k, None, clip.dtype) for k in src.keys() if k.startswith(prefix)}
+    sd = comfy.clip_vision.convert_to_transformers(sd, prefix)  # ComfyUI's own OpenCLIP -> transformers names
+    sd = {k: v.contiguous() for k, v in sd.items()}  # the projection comes transposed: weights are taken as they are
+    loaded = set(sd)
+    device = next((t.device for t in [*clip.model.parameters(), *clip.model.buffers()] if not t.is_meta), "cpu")
+    if assign_loading(clip.patcher, device):  # one call with every key: the model's load hooks expect all of them
+        clip.model.load_state_dict(sd, strict=False, assign=True)
+    else:
+        clip.load_sd(sd)
+    del sd
+    held = {k for k, v in clip.model.state_dict().items() if v is not None and not v.is_meta}
     missing = sorted(k for k in set(clip.model.state_dict()) - loaded if not k.endswith("position_ids"))
-    if missing:
-        raise ValueError(f"{src.name()}: the CLIP image tower misses {len(missing)} weights (e.g. {missing[0]}); "
-                         "the file is damaged or not an SV4D checkpoint: download it again")
+    dropped = sorted(loaded - held)
+    if missing or dropped:
+        raise ValueError(f"{src.name()}: the CLIP image tower {'misses' if missing else 'did not take'} "
+                         f"{len(missing or dropped)} weights (e.g. {(missing or dropped)[0]}); the file is damaged or "
+                         "not an SV4D checkpoint (download it again), or this ComfyUI version loads CLIP differently")
     return clip
 
 

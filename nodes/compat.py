@@ -91,9 +91,12 @@ def clip_vision_config(name: str) -> str:
 #       called with weight_dtype, compute_dtype, load_device= and fp8_optimizations= only.
 #   ModelPatcher(model, load_device, offload_device, size=0, weight_inplace_update=False) [+ fast_disk=False 0.38]:
 #       called with model, load_device=, offload_device= only.
-#   BaseModel.load_model_weights(sd, unet_prefix="") [+ assign=False 0.33+] and ClipVisionModel.load_sd(sd):
-#       the pack loads the SV4D network with the same load_state_dict(strict=False, assign=is_dynamic) call in
-#       bounded groups (load_model_weights takes one whole dict), then checks every key itself.
+#   BaseModel.load_model_weights(sd, unet_prefix="") [+ assign=False 0.33+]: the pack makes the same
+#       load_state_dict(strict=False, assign=...) call on the SV4D network itself (assign also for CPU-built
+#       networks, see comfy_models.assign_loading) and checks every key both ways (load_model_weights only logs).
+#   ClipVisionModel.load_sd(sd) = load_state_dict(strict=False) [0.3.64] / (..., assign=is_dynamic) [0.33+]:
+#       used where the tower is not in CPU memory; there, load_state_dict(assign=True) directly. Its
+#       CLIPVisionModelProjection drops the projection when a call lacks its key [0.33+]: one call with every key.
 #   BASE.set_inference_dtype(dtype, manual_cast_dtype) [+ device=None 0.33+]: called with the first two.
 #   ClipVisionModel(json_config) path [0.3.64] or path / dict [0.33+]: called with a path.
 COMFY_SYMBOLS: dict[str, tuple[str, ...]] = {  # "module[.Class]": names used on it
@@ -116,7 +119,7 @@ COMFY_SYMBOLS: dict[str, tuple[str, ...]] = {  # "module[.Class]": names used on
     "comfy.ops": ("pick_operations", "manual_cast", "disable_weight_init"),
     "comfy.clip_vision": ("ClipVisionModel", "convert_to_transformers"),
     "comfy.clip_vision.ClipVisionModel": ("load_sd",),
-    "comfy.utils": ("transformers_convert", "ProgressBar"),
+    "comfy.utils": ("ProgressBar",),
     "comfy.utils.ProgressBar": ("update_absolute",),
     "comfy.sd": ("VAE",),
     "comfy.sd.VAE": ("encode", "decode"),

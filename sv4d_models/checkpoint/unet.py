@@ -6,8 +6,8 @@ the UNet needs, checked against the file (a foreign or damaged file raises ``Val
 and what is wrong). The expected list comes from the architecture built with plain ``torch.nn`` on the meta device,
 never from a module built with someone else's layers (ComfyUI's DynamicVRAM layers hold no weights until loaded).
 
-``unet_tensors`` then streams the weights tensor by tensor, each read from the file straight into its final dtype,
-in groups of bounded size, so a loader (``load_unet``, the ComfyUI node) never holds the weights twice;
+``unet_tensors`` then reads the weights tensor by tensor, each from the file straight into a new tensor of the stored
+dtype, then converted, so a loader that assigns them (``load_unet``, the ComfyUI node) never holds the weights twice;
 ``check_loaded`` verifies afterwards that a module holds every expected weight, whatever layers it was built with.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -27,7 +27,6 @@ from .strict import key_mismatch
 
 log = logging.getLogger("sv4d")
 
-CHUNK_BYTES = 256 << 20  # weights per group yielded by ``unet_tensors``
 DAMAGED = "The file is damaged, a different model, or needs network_config= for a non-official size."
 
 
@@ -134,26 +133,19 @@ def plan_unet(source, model_kind: str | None = None, network_config: dict | UNet
 
 
 def unet_tensors(source, plan: UNetPlan, dtype: torch.dtype | Callable[[str], torch.dtype | None] | None = None,
-                 device: str | torch.device | None = None, chunk_bytes: int = CHUNK_BYTES
-                 ) -> Iterator[dict[str, torch.Tensor]]:
-    """The UNet's weights in groups of about ``chunk_bytes`` (relative key -> tensor on ``device``).
+                 device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+    """The UNet's weights (relative key -> tensor on ``device``), each read from the file on its own, directly in the
+    stored dtype, then converted: at no time is more than one tensor held twice.
 
     ``dtype``: one dtype for floating tensors, a function ``key -> dtype`` (None keeps the stored one), or None.
-    Each tensor is read from the file on its own, directly in the stored dtype, then converted; nothing else is kept.
+    Loaded with ``load_state_dict(..., assign=True)`` these tensors become the weights (no second copy); they come as
+    one state dict because layers may rely on seeing all their keys in one call (ComfyUI's DynamicVRAM layers fill
+    every weight missing from a call with zeros).
     """
     src, owned = as_source(source)
     pick = dtype if callable(dtype) else (lambda _key: dtype)
     try:
-        group, size = {}, 0
-        for key in plan.shapes:
-            t = src.get(plan.prefix + key, device, pick(key))
-            group[key] = t
-            size += t.numel() * t.element_size()
-            if size >= chunk_bytes:
-                yield group
-                group, size = {}, 0
-        if group:
-            yield group
+        return {key: src.get(plan.prefix + key, device, pick(key)) for key in plan.shapes}
     finally:
         if owned:
             src.close()
@@ -187,8 +179,7 @@ def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = Non
         plan = plan_unet(src, model_kind, network_config)
         warn_if_unsure(plan.info)
         model = build_unet(plan.config, operations=operations, device="meta", dtype=dtype)
-        for group in unet_tensors(src, plan, dtype, device or "cpu"):
-            model.load_state_dict(group, strict=False, assign=True)
+        model.load_state_dict(unet_tensors(src, plan, dtype, device or "cpu"), strict=False, assign=True)
     finally:
         if owned:
             src.close()

@@ -74,9 +74,10 @@ def blend_(x_spatial: torch.Tensor, x_temporal: torch.Tensor, alpha: torch.Tenso
     """``AlphaBlender.forward`` written into ``x_spatial`` (may be a strided view); ``x_temporal`` is scaled in place.
 
     Same rounding as the reference ``alpha * s + (1 - alpha) * t``: ``fl(fl(a * s) + fl((1 - a) * t))``. Both inputs
-    must be tensors the caller owns. Mixed dtypes (autocast) take the out-of-place reference expression.
+    must be tensors the caller owns. Mixed dtypes (autocast) take the out-of-place reference expression. ``alpha``
+    is taken to the activations' device (a model manager may leave the one-element merge factor on the CPU).
     """
-    alpha = alpha.to(x_spatial.dtype)
+    alpha = alpha.to(device=x_spatial.device, dtype=x_spatial.dtype)
     if x_temporal.dtype != x_spatial.dtype:
         return x_spatial.copy_(alpha * x_spatial + (1.0 - alpha) * x_temporal)
     x_temporal.mul_(1.0 - alpha)

@@ -49,7 +49,7 @@ class CheckpointSource:
     def __init__(self, source: StateDictSource):
         self.path: Path | None = None
         self.metadata: dict[str, str] = {}
-        self._file = self._raw = None
+        self._file = self._raw = self._scratch = None
         if isinstance(source, Mapping):
             self._sd = source
             self.shapes = {k: tuple(v.shape) for k, v in source.items()}
@@ -94,24 +94,28 @@ class CheckpointSource:
 
     def tensor(self, key: str) -> torch.Tensor:
         """The stored tensor (read from disk now for files)."""
-        return self._sd[key] if self._sd is not None else self._read(key)
+        return self._sd[key] if self._sd is not None else self.get(key)
 
     def _read(self, key: str) -> torch.Tensor:
-        """One tensor of the file, read into its own new CPU tensor (no memory map, no second copy)."""
+        """One tensor of the file in its stored dtype, read into a buffer this source reuses (valid until the next
+        read: callers copy it at once). The copy out of an already-touched buffer is what makes the new memory:
+        letting the kernel's read fill fresh memory instead was up to 25x slower on a loaded machine (page faults
+        taken inside the read, measured in benchmarks/load.py)."""
         name, (start, end) = self._entries[key]
-        dtype = _DTYPES.get(name)
-        if dtype is None:  # a dtype this reader does not know (e.g. a newer format): let safetensors read it
-            return self._file.get_tensor(key)
-        out = torch.empty(self.shapes[key], dtype=dtype)
+        dtype, size = _DTYPES[name], end - start
+        if self._scratch is None or self._scratch.numel() < size:
+            self._scratch = None
+            self._scratch = torch.empty(max(size, 1 << 24), dtype=torch.uint8)
+        out = self._scratch[:size].view(dtype).view(self.shapes[key])
         if out.numel() == 0:
             return out
-        view = memoryview(out.reshape(-1).view(torch.uint8).numpy())
-        if len(view) != end - start:
-            raise ValueError(f"{self.path}: tensor {key} holds {end - start} bytes for {len(view)} expected: the "
-                             "file is corrupt; download it again")
+        view = memoryview(self._scratch[:size].numpy())
+        if size != out.numel() * out.element_size():
+            raise ValueError(f"{self.path}: tensor {key} holds {size} bytes for {out.numel() * out.element_size()} "
+                             "expected: the file is corrupt; download it again")
         self._raw.seek(self._data_start + start)
         done = 0
-        while done < len(view):
+        while done < size:
             n = self._raw.readinto(view[done:])
             if not n:
                 raise ValueError(f"{self.path} ends inside tensor {key}: the file is truncated; download it again")
@@ -125,8 +129,13 @@ class CheckpointSource:
         return self._file.get_slice(key)[index]
 
     def get(self, key: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """``tensor(key)`` moved to ``device`` and, for floating tensors, cast to ``dtype`` (None keeps each)."""
-        t = self.tensor(key)
+        """``tensor(key)`` moved to ``device`` and, for floating tensors, cast to ``dtype`` (None keeps each); a file's
+        tensor is read once and copied once, into its final dtype and device."""
+        if self._sd is None and _DTYPES.get(self._entries[key][0]) is not None:
+            t = self._read(key)
+            target = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
+            return t.to(device=device if device is not None else "cpu", dtype=target, copy=True)
+        t = self._sd[key] if self._sd is not None else self._file.get_tensor(key)  # unknown dtype: safetensors reads
         target = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
         return t.to(device=device if device is not None else t.device, dtype=target)
 
@@ -140,6 +149,7 @@ class CheckpointSource:
         if self._raw is not None:
             self._raw.close()
             self._raw = None
+        self._scratch = None
 
     def __enter__(self) -> "CheckpointSource":
         return self

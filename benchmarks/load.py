@@ -111,14 +111,13 @@ def nbytes(*modules) -> int:
 
 
 def comfy_cpu():
-    root = os.environ.get("COMFYUI_PATH")
-    if not root:
+    """ComfyUI in this process on the CPU (``tests/comfyui_env.py``, the one place that sets it up)."""
+    if not os.environ.get("COMFYUI_PATH"):
         raise SystemExit("set COMFYUI_PATH to a ComfyUI checkout (bash ../shared/comfyui/install.sh .comfyui)")
-    sys.path.append(root)
-    from comfy.cli_args import args
+    import comfyui_env
 
-    args.cpu = True
-    import comfy.model_management  # noqa: F401  (reads args)
+    comfyui_env.comfy_in_process()
+    return comfyui_env
 
 
 def measure(row: str, path: Path) -> dict:
@@ -126,17 +125,11 @@ def measure(row: str, path: Path) -> dict:
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "tests"))
     if row in ("node", "core-sv3d"):
-        comfy_cpu()
+        env = comfy_cpu()
     if row == "node":
-        from comfyui_env import pack_module
-
-        loaders = pack_module("nodes.loaders")
-        import folder_paths
-
-        folder_paths.add_model_folder_path("checkpoints", str(path.parent))
-    elif row == "core-sv3d":
-        import comfy.sd
-    else:
+        loaders = env.pack_module("nodes.loaders")
+        env.add_checkpoint_folder(path.parent)
+    elif row not in ("node", "core-sv3d"):
         import open_clip  # noqa: F401  (imported before the clock starts, as ComfyUI's modules are for the others)
 
         from sv4d_models import load_unet
@@ -148,8 +141,7 @@ def measure(row: str, path: Path) -> dict:
         held = nbytes(model.model.diffusion_model, clip.model, vae.first_stage_model,
                       *(v.first_stage_model for v in getattr(vae, "sv4d_role_vaes", {}).values() if v is not vae))
     elif row == "core-sv3d":
-        model, _, vae, clip = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=True, output_clip=False,
-                                                                    output_clipvision=True)
+        model, clip, vae = env.core_image_only_checkpoint(path)
         held = nbytes(model.model.diffusion_model, clip.model, vae.first_stage_model)
     elif row == "library":
         m = load_engine_models(path, placement=Placement(torch.device("cpu"), torch.float32))

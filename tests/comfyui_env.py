@@ -66,3 +66,19 @@ def comfy_in_process():
     import comfy.model_management as mm
 
     return mm
+
+
+def add_checkpoint_folder(folder) -> None:
+    """Make ``folder``'s files visible to ComfyUI's ``checkpoints`` lists (in-process ComfyUI)."""
+    import folder_paths
+
+    folder_paths.add_model_folder_path("checkpoints", str(folder))
+
+
+def core_image_only_checkpoint(path):
+    """Core Image Only Checkpoint Loader's call: ``(MODEL, CLIP_VISION, VAE)`` of an SVD / SV3D file."""
+    import comfy.sd
+
+    model, _, vae, clip_vision = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=True, output_clip=False,
+                                                                       output_clipvision=True)
+    return model, clip_vision, vae

@@ -79,12 +79,14 @@ def _family(kind: str) -> tuple[str, ...]:
     return next((group for group in SAME_KEYS if kind in group), (kind,))
 
 
-def weights_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str] = (), declared: str | None = None) -> str:
+def weights_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str] = (), stored: str | None = None,
+                 requested: str | None = None) -> str:
     """The kind the UNet keys / shapes show (for files with identical keys: the first of its ``SAME_KEYS`` group).
 
-    ``declared`` (requested or stored kind) is needed only for SV3D files of non-standard width, whose shapes do not
-    say whether they are sv3d_u or sv3d_p.
+    ``stored`` / ``requested`` (the file's metadata, the caller's kind; the first SV3D one counts) are needed only for
+    SV3D files of non-standard width, whose shapes do not say whether they are sv3d_u or sv3d_p.
     """
+    declared = next((k for k in (stored, requested) if k in ("sv3d_u", "sv3d_p")), requested)
     has = lambda frag: any(frag in k for k in shapes)  # noqa: E731
     label = shapes.get("label_emb.0.0.weight", (0, 0))[1]
     if has(".motion_blocks."):
@@ -129,7 +131,7 @@ def decide_kind(shapes: dict[str, tuple[int, ...]], all_keys: Iterable[str] = ()
     for what, value in (("model_kind", requested), ("stored model kind", stored)):
         if value is not None and value not in MODEL_KINDS:
             raise ValueError(f"{what}={value!r} is not supported; use one of {list(MODEL_KINDS)}")
-    found = weights_kind(shapes, all_keys, requested or stored)
+    found = weights_kind(shapes, all_keys, stored, requested)
     candidates = _family(found)
     if requested is not None:
         if requested not in candidates:

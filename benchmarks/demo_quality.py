@@ -26,17 +26,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sv4d_models.images import grid_rows, png_bytes, psnr  # noqa: E402
 from sv4d_models.synthetic import KINDS, SyntheticScene  # noqa: E402
 
 from sv4d_models.assets import DEMO_MODEL, DEMO_STEPS, demo_pipeline_config  # noqa: E402
 
 HELD_OUT_SEED = 900_000
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB) of images in [0, 1] over all pixels."""
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return 100.0 if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -84,12 +79,8 @@ def evaluate_scene(pipe, kind: str, seed: int, n_frames: int, lpips) -> dict:
 
 def write_grid(images: torch.Tensor, gt: torch.Tensor, path: Path) -> None:
     """Generated matrix above the ground truth, one row per frame, as a PNG."""
-    from PIL import Image
-
-    grid = torch.cat([images, gt], 0)  # [2F, 9, S, S, 3]
-    rows = torch.cat([torch.cat(list(r), 1) for r in grid], 0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((rows.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()).save(path)
+    path.write_bytes(png_bytes(grid_rows(torch.cat([images, gt], 0))))  # [2F, 9, S, S, 3] -> rows = frames
 
 
 def table(rows: list[dict]) -> str:

@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     from sv4d_models.demo import DEMO_FRAMES, ground_truth
     from sv4d_models.files import atomic_write_bytes
     from sv4d_models.frames_io import load_frames
+    from sv4d_models.images import to_uint8
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", default="sv4d_demo", help="output folder of `sv4d demo` (run there when missing)")
@@ -58,10 +59,10 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, "-m", "sv4d_models", "demo", "--out", str(demo), "--quiet"], check=True)
     docs.mkdir(parents=True, exist_ok=True)
     mid = DEMO_FRAMES // 2
-    views = np.stack([np.asarray(load_frames(demo / "videos" / f"v{v:03d}.mp4")[mid][..., :3] * 255 + 0.5, np.uint8)
+    views = np.stack([to_uint8(np.asarray(load_frames(demo / "videos" / f"v{v:03d}.mp4")[mid][..., :3]))
                       for v in range(len(list((demo / "videos").glob("v*.mp4"))))])
     truth = ground_truth("sv4d2_8views", views.shape[1])["images"][mid]
-    truth = (truth.clamp(0, 1) * 255 + 0.5).byte().numpy()
+    truth = to_uint8(truth).numpy()
     pad = np.full((4, _strip(views).shape[1], 3), 255, np.uint8)
     atomic_write_bytes(docs / "demo_views.png", _png(np.concatenate([_strip(truth), pad, _strip(views)]), 2),
                        overwrite=True)

@@ -46,7 +46,7 @@ def ground_truth(kind: str, size: int) -> dict:
 
 def compare_with_truth(result) -> dict:
     """PSNR of the generated views vs the true views, and of the repeat-the-input baseline."""
-    from .nerf.quality import psnr
+    from .images import psnr
 
     gt = ground_truth(result.model_kind, result.image_size)["images"]
     images = result.images

@@ -176,10 +176,9 @@ def library_version() -> str:
 
 def write_grid(images: torch.Tensor, path: Path, overwrite: bool) -> Path:
     """``[F, V+1, S, S, 3]`` in [0, 1] -> one PNG, rows = frames."""
-    from .export.cameras import png_bytes
+    from .images import grid_rows, png_bytes
 
-    rows = torch.cat([torch.cat(list(r), 1) for r in images], 0)
-    return atomic_write_bytes(path, png_bytes(rows), overwrite)
+    return atomic_write_bytes(path, png_bytes(grid_rows(images)), overwrite)
 
 
 def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict, dict]:
@@ -250,6 +249,7 @@ def _sampling(settings: JobSettings, kind: str, files: dict, frames: torch.Tenso
 
 
 def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) -> dict:
+    from .images import foreground_masks
     from .nerf.fit_config import PRESETS
     from .reconstruction import ExportSettings, reconstruct
 
@@ -261,7 +261,7 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
         ("turntable_frames", settings.turntable_frames), ("turntable_size", settings.turntable_size),
         ("mesh_resolution", settings.mesh_resolution), ("mesh_threshold", settings.mesh_threshold)) if v is not None})
     images = result.images
-    masks = (images < 0.97).any(-1).float()  # white background -> foreground (the SV3D authors' rule)
+    masks = foreground_masks(images)  # white background -> foreground (the SV3D authors' rule)
     paths = reconstruct(images, masks, result.cameras, result.times, out / "reconstruction", config, export,
                         callback=report, overwrite=settings.overwrite)
     m = paths["metrics"]

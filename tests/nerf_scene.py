@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from sv4d_models.camera import Cameras
+from sv4d_models.images import psnr  # noqa: F401  (the scene's tests and benchmarks/nerf.py use it from here)
 
 
 def spheres(t: float, moving: bool):
@@ -46,7 +47,3 @@ def scene_matrix(azimuths, n_frames: int, size: int, moving: bool, elevation: fl
     times = torch.linspace(0, 1, n_frames) if n_frames > 1 else torch.zeros(1)
     ims, mks = zip(*[render_scene(cams, size, float(t), moving) for t in times])
     return torch.stack(ims), torch.stack(mks), cams, times
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(-10 * torch.log10(((a - b) ** 2).mean()))

@@ -40,7 +40,7 @@ def test_the_bundled_clip_is_the_demo_objects_input_view():
     from sv4d_models.assets import DEMO_IMAGE_SIZE, DEMO_KIND
     from sv4d_models.demo import ground_truth
     from sv4d_models.frames_io import load_frames
-    from sv4d_models.nerf.quality import psnr
+    from sv4d_models.images import psnr
 
     clip = torch.as_tensor(load_frames(DEMO_INPUT))[..., :3].float()
     assert clip.shape == (DEMO_FRAMES, DEMO_IMAGE_SIZE, DEMO_IMAGE_SIZE, 3)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from sv4d_models.camera import Cameras
+from sv4d_models.images import to_uint8
 from sv4d_models.kinds import FOUR_D_KINDS
 from sv4d_models.synthetic import KINDS as SCENE_KINDS
 from sv4d_models.synthetic import SyntheticScene
@@ -51,7 +52,7 @@ def save_pngs(folder: Path, images: torch.Tensor) -> None:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    data = (images * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    data = to_uint8(images).numpy()
     for t in range(data.shape[0]):
         for v in range(data.shape[1]):
             Image.fromarray(data[t, v]).save(folder / f"f{t:03d}_v{v:03d}.png")

@@ -21,6 +21,7 @@ import torch
 
 from sv4d_models.camera import Cameras
 from sv4d_models.files import atomic_path, atomic_write_json, check_writable
+from sv4d_models.images import to_uint8
 from sv4d_models.kinds import FOUR_D_KINDS
 from sv4d_models.pipeline.models import Placement, load_encoder_models
 from sv4d_models.synthetic import KINDS as SCENE_KINDS
@@ -112,7 +113,7 @@ def object_records(i: int, split: str, args, models, writer: ShardWriter, g: tor
                             n_frames=args.frames, n_views=args.views))
     if split == "val":
         gt = scene.render_matrix(model_kind=args.matrix_kind, n_frames=args.frames, size=args.size)
-        images = (gt["images"] * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
+        images = to_uint8(gt["images"])
         cams = gt["cameras"]
         rid = f"obj{i:05d}_matrix"
         shard = writer.add(rid, {"images": images, "elevation": cams.elevation_deg.float(),
@@ -168,7 +169,7 @@ def render_records(args, models, writer: ShardWriter) -> tuple[list[dict], int]:
                                  "render every object at one --size")
             size, rid = images.shape[2], f"{obj.name}_{name}"
             if name == "matrix":
-                tensors = {"images": (images * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)}
+                tensors = {"images": to_uint8(images)}
             else:
                 latents, clip = encode(models, images)
                 tensors = {"latents": latents, "clip": clip}

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from sv4d_models.encoders.vae import LATENT_SCALE, AutoencoderKL, VAEConfig
+from sv4d_models.images import mse_to_psnr
 
 DEMO_VAE_CONFIG = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)  # /8, widths 32/32/64/64, ~1.0M params
 
@@ -117,7 +118,7 @@ def train_vae(images: torch.Tensor, cfg: VAEConfig = DEMO_VAE_CONFIG, steps: int
         opt.step()
         sched.step()
         if (step + 1) % log_every == 0 or step + 1 == total:
-            psnr = -10 * math.log10(max(mse / 4.0, 1e-12))  # images in [-1, 1]: peak-to-peak 2
+            psnr = mse_to_psnr(mse, peak=2.0)  # images in [-1, 1]
             print(f"vae step {step + 1}/{total} loss {float(loss.detach()):.4f} psnr {psnr:.2f} dB "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
     return ae.eval()
@@ -150,7 +151,7 @@ def reconstruction_psnr(ae: AutoencoderKL, images: torch.Tensor, chunk: int = 64
         rec = ae.decoder(posterior(ae, x)[0]).clamp(-1, 1)
         se += float(((rec - x) / 2.0).pow(2).sum())
         n += x.numel()
-    return -10.0 * math.log10(max(se / n, 1e-12))
+    return mse_to_psnr(se / n)
 
 
 def save_vae(ae: AutoencoderKL, path: str | Path, meta: dict) -> Path:

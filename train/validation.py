@@ -2,11 +2,10 @@
 with the library's stage functions (``sample_pass`` + ``assemble_matrix``), with its PSNR against the renders."""
 from __future__ import annotations
 
-import io
-
 import torch
 
 from sv4d_models.files import atomic_write_bytes
+from sv4d_models.images import grid_rows, png_bytes, psnr
 from sv4d_models.kinds import KINDS
 from sv4d_models.pipeline.stages import assemble_matrix, reference_images, sample_pass
 from sv4d_models.sampling import REFERENCE, get_sigmas_edm, plan
@@ -30,12 +29,6 @@ def validation_losses(unet, builder: SampleBuilder, records: list[Record], sigma
         out[f"val/loss_sigma_{sigma:g}"] = float(diffusion_loss(unet, batch, device).mean())
     unet.train(was_training)
     return out
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB) of two images in [0, 1]."""
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return 100.0 if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()
 
 
 @torch.no_grad()
@@ -65,16 +58,11 @@ def validation_grid(models, dataset: ShardedDataset, record: Record, steps: int,
     outputs[first.index] = result.cells
     images = assemble_matrix(the_plan, frames, outputs).images  # [T, V+1, S, S, 3]
     generated, truth = images[:, 1:], gt[:, 1:]
-    grid = torch.cat([images, gt], 0)  # [2T, V+1, S, S, 3]
-    rows = torch.cat([torch.cat(list(r), 1) for r in grid], 0)
+    rows = grid_rows(torch.cat([images, gt], 0))  # generated [T, V+1] above the truth [T, V+1]
     return {"grid": rows, "psnr": psnr(generated, truth),
             "psnr_copy_input": psnr(gt[:, :1].expand_as(truth), truth)}
 
 
 def write_png(image: torch.Tensor, path) -> None:
     """``[H, W, 3]`` in [0, 1] -> PNG (atomic)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray((image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue(), overwrite=True)
+    atomic_write_bytes(path, png_bytes(image), overwrite=True)

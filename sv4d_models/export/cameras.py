@@ -11,7 +11,6 @@ reader can restore it. Plain ``images [N, H, W, 3]`` with N cameras are written 
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -23,19 +22,7 @@ import torch
 
 from ..camera import Cameras
 from ..files import atomic_write_bytes, atomic_write_text, prepare_folder
-
-
-def png_bytes(rgb: torch.Tensor, mask: torch.Tensor | None = None) -> bytes:
-    """``rgb [H, W, 3]`` in [0, 1] (+ optional ``mask [H, W]`` as alpha) -> PNG bytes, rounded to the nearest 1/255."""
-    from PIL import Image
-
-    arr = rgb.detach().float().clamp(0, 1).cpu()
-    if mask is not None:
-        arr = torch.cat([arr, mask.detach().float().clamp(0, 1).cpu()[..., None]], dim=-1)
-    img = Image.fromarray((arr.numpy() * 255.0 + 0.5).astype(np.uint8))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+from ..images import png_bytes
 
 
 def _flatten(cameras: Cameras, images: torch.Tensor, masks, times):

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write_bytes
+from ..images import to_uint8
 from .mesh import MeshSequence
 
 _FLOAT, _UBYTE, _UINT = 5126, 5121, 5125
@@ -64,7 +65,7 @@ def srgb_to_linear_u8(colors: np.ndarray) -> np.ndarray:
     c = colors.astype(np.float64) / 255.0
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     rgba = np.concatenate([lin, np.ones_like(lin[:, :1])], axis=1)
-    return (rgba * 255.0 + 0.5).astype(np.uint8)
+    return to_uint8(rgba)
 
 
 class _Builder:

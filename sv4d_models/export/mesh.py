@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config import check_known_keys
+from ..images import to_uint8
 
 DensityFn = Callable[[torch.Tensor, float], torch.Tensor]
 ColorFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -140,7 +141,7 @@ def vertex_colors(color_fn: ColorFn, vertices: np.ndarray, t: float, chunk: int 
     if len(vertices) == 0:
         return np.zeros((0, 3), np.uint8)
     col = _chunked(color_fn, torch.from_numpy(vertices).to(device), t, chunk)
-    return (col.clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return to_uint8(col.numpy())
 
 
 def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:

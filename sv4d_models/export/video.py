@@ -23,6 +23,7 @@ import torch
 
 from ..camera import CAMERA_DISTANCE, FOV_DEG, Cameras
 from ..files import atomic_path
+from ..images import to_uint8
 
 RenderFn = Callable[[Cameras, float, int, int], torch.Tensor]
 TIME_MODES = ("pingpong", "loop")
@@ -106,7 +107,7 @@ def frames_to_uint8(frames) -> np.ndarray:
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0:
         raise ValueError(f"frames must be [F, H, W, 3] with F >= 1, got {arr.shape}")
     if arr.dtype != np.uint8:
-        arr = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        arr = to_uint8(arr.astype(np.float32))
     return np.ascontiguousarray(arr)
 
 

@@ -8,12 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..camera import Cameras
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB) of two image tensors in [0, 1] (100 for identical images)."""
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return 100.0 if mse <= 0.0 else float(-10.0 * torch.log10(torch.tensor(mse)))
+from ..images import psnr
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -65,4 +60,4 @@ def summarise(frames: list[FrameQuality]) -> dict:
                        for q in frames]}
 
 
-__all__ = ["psnr", "FrameQuality", "evaluate", "summarise"]
+__all__ = ["FrameQuality", "evaluate", "summarise"]

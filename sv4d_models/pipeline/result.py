@@ -9,6 +9,7 @@ import torch
 
 from ..camera import Cameras
 from ..files import prepare_folder
+from ..images import to_uint8
 from ..sampling.plan import Plan
 from .stages import assemble_matrix, to_unit_hwc
 from .store import PassStore
@@ -73,7 +74,7 @@ class MultiViewResult:
         """Column ``v`` as uint8 ``[F, S, S, 3]`` (for video writers), one frame at a time."""
         out = np.empty((self.n_frames, self.image_size, self.image_size, 3), dtype=np.uint8)
         for t in range(self.n_frames):
-            out[t] = (self.cell(t, v) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+            out[t] = to_uint8(self.cell(t, v)).numpy()
         return out
 
     def write_videos(self, folder: str | os.PathLike, fps: float = 10.0, prefix: str = "",

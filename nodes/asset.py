@@ -4,7 +4,8 @@
   inside the output folder; a prefix that would leave it (absolute, ``..``, drive letters) raises ValueError.
 * ``publish``: the folder is written as a hidden ``.name.partial-*`` sibling and renamed into place only when every
   file is complete (a crash or Cancel leaves no half-written asset under the final name).
-* ``write_asset``: animated GLB (Preview3D plays it), per-frame meshes + sequence.json, nerfstudio cameras.
+The files themselves are written by the library's ``sv4d_models.reconstruction.export_asset`` (what ``sv4d run``
+writes, with the same empty-surface check).
 """
 from __future__ import annotations
 
@@ -14,16 +15,6 @@ import shutil
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable
-
-import torch
-
-from sv4d_models.export.cameras import export_transforms
-from sv4d_models.export.glb import write_glb
-from sv4d_models.export.mesh import MeshConfig, extract_mesh_sequence
-from sv4d_models.export.sequence import write_mesh_sequence
-
-GLB_NAME = "animated.glb"
-
 
 def output_target(output_dir: str | os.PathLike, prefix: str) -> tuple[Path, str]:
     """``(folder to create, its path relative to the output folder in posix form)`` for ``prefix``."""
@@ -57,17 +48,3 @@ def publish(final: Path, write: Callable[[Path], None]) -> Path:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     return final
-
-
-def write_asset(folder: Path, fit, matrix, masks: torch.Tensor, mesh: MeshConfig, fps: float, fmt: str,
-                callback: Callable[[int, int], None] | None = None) -> dict[str, Path]:
-    """GLB + meshes + cameras of a fitted NeRF into ``folder`` (which must be new / empty)."""
-    model = fit.model
-    times = [float(t) for t in matrix.times]
-    with torch.no_grad():
-        seq = extract_mesh_sequence(lambda x, t: model.density(x, t), lambda x, t: model.color(x, t).clamp(0, 1),
-                                    times, mesh, device=next(model.parameters()).device, callback=callback)
-    paths = {"glb": write_glb(seq, folder / GLB_NAME, fps=fps)}
-    paths["meshes"] = write_mesh_sequence(seq, folder / "meshes", fmt=fmt, fps=fps)
-    paths["transforms"] = export_transforms(folder / "cameras", matrix.cameras, matrix.images, masks, times=times)
-    return paths

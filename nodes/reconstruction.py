@@ -16,13 +16,11 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 
-from sv4d_models.export.mesh import MeshConfig
-from sv4d_models.export.video import render_turntable
 from sv4d_models.nerf.fit import fit_dynamic_nerf
 from sv4d_models.nerf.fit_config import PRESETS
-from sv4d_models.reconstruction import surface_density
+from sv4d_models.reconstruction import ExportSettings, export_asset, render_fit_turntable
 
-from .asset import GLB_NAME, output_target, publish, write_asset
+from .asset import output_target, publish
 from .comfy_bridge import should_stop
 from .compat import InputImpl, Types, io, ui
 from .sockets import Matrix, NeRF
@@ -99,15 +97,8 @@ class RenderTurntable(io.ComfyNode):
     @classmethod
     def execute(cls, nerf: NeRFValue, frames: int, size: int, fps: float) -> io.NodeOutput:
         bar = comfy.utils.ProgressBar(frames)
-
-        def render_fn(cams, t: float, height: int, width: int) -> torch.Tensor:
-            should_stop()
-            with torch.no_grad():
-                rgb = nerf.fit.render(cams, t, height, width, normals=None)["rgb"].clamp(0, 1)
-            bar.update(1)
-            return rgb
-
-        images, _ = render_turntable(render_fn, frames, size, elevation_deg=float(nerf.matrix.cameras.elevation_deg[0]))
+        progress = lambda done, total: (should_stop(), bar.update_absolute(done, total))  # noqa: E731
+        images = render_fit_turntable(nerf.fit, float(nerf.matrix.cameras.elevation_deg[0]), frames, size, progress)
         images = images.float().cpu().contiguous()
         video = InputImpl.VideoFromComponents(Types.VideoComponents(images=images,
                                                                     frame_rate=Fraction(fps).limit_denominator(1000)))
@@ -143,15 +134,16 @@ class ExportAsset(io.ComfyNode):
                 fps: float, mesh_format: str) -> io.NodeOutput:
         final, relative = output_target(folder_paths.get_output_directory(), filename_prefix)
         m = nerf.matrix
-        level = mesh_threshold if mesh_threshold > 0 else surface_density(nerf.fit.config)
-        mesh = MeshConfig(resolution=mesh_resolution, threshold=level,
-                          aabb_half_size=nerf.fit.config.field.aabb_half_size)
+        export = ExportSettings(mesh_resolution=mesh_resolution, mesh_threshold=mesh_threshold or None, fps=fps)
         bar = comfy.utils.ProgressBar(m.n_frames)
-        progress = lambda done, total: (should_stop(), bar.update_absolute(done, total))  # noqa: E731
-        publish(final, lambda folder: write_asset(folder, nerf.fit, m, nerf.masks, mesh, fps, mesh_format, progress))
-        glb = f"{relative}/{GLB_NAME}"
+        progress = lambda stage, done, total: (should_stop(), bar.update_absolute(done, total))  # noqa: E731
+        paths = {}
+        publish(final, lambda folder: paths.update(export_asset(nerf.fit, m.images, nerf.masks, m.cameras, m.times,
+                                                                folder, export, mesh_format, turntable=False,
+                                                                progress=progress)))
+        glb = f"{relative}/{Path(paths['glb']).name}"
         return io.NodeOutput(glb, ui=ui.PreviewText(f"wrote {glb}, {m.n_frames} meshes (surface density "
-                                                    f"{level:.1f}), cameras/transforms.json"))
+                                                    f"{paths['mesh_threshold']:.1f}), cameras/transforms.json"))
 
 
 NODES = [FitNeRF, RenderTurntable, ExportAsset]

@@ -117,13 +117,37 @@ def _quality(fit, images, masks, cameras: Cameras, times, frames, views, export,
     return metrics
 
 
-def _meshes(fit, t_list, export: ExportSettings, progress):
+def resolve_mesh_threshold(value: float | None, config) -> float:
+    """The surface level of the exports: ``value``, or ``surface_density(config)`` when it is None or <= 0
+    ("automatic": the CLI's default and the Export node's 0)."""
+    return surface_density(config) if value is None or value <= 0 else float(value)
+
+
+def render_fit_turntable(fit, elevation_deg: float, n_frames: int, size: int,
+                         progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """``[n_frames, size, size, 3]`` in [0, 1]: the camera circles the object while time runs (``render_turntable``)
+    at the matrix's elevation; ``progress(done, total)`` after every rendered frame."""
+    from .export.video import render_turntable
+
+    done = {"n": 0}
+
+    def render_fn(cams: Cameras, t: float, height: int, width: int) -> torch.Tensor:
+        with torch.no_grad():
+            rgb = fit.render(cams, t, height, width, normals=None)["rgb"].clamp(0, 1)
+        done["n"] += len(cams)
+        if progress is not None:
+            progress(done["n"], n_frames)
+        return rgb
+
+    frames, _ = render_turntable(render_fn, n_frames, size, elevation_deg=elevation_deg)
+    return frames
+
+
+def _meshes(fit, t_list, resolution: int, level: float, progress):
     from .export.mesh import MeshConfig, extract_mesh_sequence
 
     model = fit.model
-    level = export.mesh_threshold  # resolved by reconstruct() (None -> surface_density of the fit config)
-    cfg = MeshConfig(resolution=export.mesh_resolution, threshold=level,
-                     aabb_half_size=fit.config.field.aabb_half_size)
+    cfg = MeshConfig(resolution=resolution, threshold=level, aabb_half_size=fit.config.field.aabb_half_size)
     with torch.no_grad():
         seq = extract_mesh_sequence(lambda x, t: model.density(x, t), lambda x, t: model.color(x, t).clamp(0, 1),
                                     t_list, cfg, device=next(model.parameters()).device,
@@ -132,34 +156,43 @@ def _meshes(fit, t_list, export: ExportSettings, progress):
     if empty:
         raise EmptyReconstructionError(
             f"the 4D fit has no surface at density {level:g} in {len(empty)} of {len(t_list)} frames "
-            f"(e.g. frame {empty[0]}); no exports were written. Lower ExportSettings.mesh_threshold (CLI: "
-            "--mesh-threshold) or check the input views")
+            f"({', '.join(str(i) for i in empty[:8])}{' ...' if len(empty) > 8 else ''}); no exports were written. "
+            "Lower the mesh threshold (sv4d --mesh-threshold, node widget mesh_threshold) or check the input views")
     return seq
 
 
-def _exports(fit, cameras: Cameras, images, masks, t_list, out: Path, export: ExportSettings, overwrite: bool,
-             progress) -> dict:
+def export_asset(fit, images: torch.Tensor, masks: torch.Tensor | None, cameras: Cameras, times,
+                 out_dir: str | os.PathLike, export: ExportSettings | None = None, mesh_format: str = "ply",
+                 turntable: bool = True, progress: Callable[[str, int, int], None] | None = None,
+                 overwrite: bool = False) -> dict:
+    """The 4D asset of a fit, written into ``out_dir``: per-frame meshes (none may be empty:
+    ``EmptyReconstructionError`` naming the frames, before anything is written), ``animated.glb``,
+    ``meshes/frame_*.{ply,obj}`` + ``sequence.json``, ``cameras/transforms.json`` + images (``write_transforms``),
+    and with ``turntable`` ``turntable.mp4``. ``sv4d run`` (through ``reconstruct``) and the ComfyUI Export node
+    both write through here. ``progress(stage, done, total)``; returns ``{name: path, "mesh_vertices": [...],
+    "mesh_threshold": level}``."""
     from .export.cameras import export_transforms
     from .export.glb import write_glb
     from .export.sequence import write_mesh_sequence
-    from .export.video import render_turntable, write_mp4
+    from .export.video import write_mp4
 
-    seq = _meshes(fit, t_list, export, progress)
-    done = {"n": 0}
-
-    def render_fn(cams: Cameras, t: float, height: int, width: int) -> torch.Tensor:
-        with torch.no_grad():
-            rgb = fit.render(cams, t, height, width, normals=None)["rgb"].clamp(0, 1)
-        done["n"] += len(cams)
-        progress("turntable", done["n"], export.turntable_frames)
-        return rgb
-
-    frames, _ = render_turntable(render_fn, export.turntable_frames, export.turntable_size,
-                                 elevation_deg=float(cameras.elevation_deg[0]))
-    paths = {"turntable": write_mp4(frames, out / "turntable.mp4", fps=export.fps, overwrite=overwrite),
-             "glb": write_glb(seq, out / "animated.glb", fps=export.fps, overwrite=overwrite),
-             "meshes": write_mesh_sequence(seq, out / "meshes", fmt="ply", fps=export.fps, overwrite=overwrite),
-             "mesh_vertices": [int(len(v)) for v in seq.vertices]}
+    export = export or ExportSettings()
+    if mesh_format not in ("ply", "obj"):
+        raise ValueError(f"mesh_format={mesh_format!r}: use 'ply' or 'obj'")
+    progress = progress or (lambda stage, i, n: None)
+    out = Path(out_dir)
+    t_list = [float(x) for x in torch.as_tensor(times, dtype=torch.float64).reshape(-1)]
+    level = resolve_mesh_threshold(export.mesh_threshold, fit.config)
+    seq = _meshes(fit, t_list, export.mesh_resolution, level, progress)
+    paths: dict = {"mesh_threshold": level}
+    if turntable:
+        frames = render_fit_turntable(fit, float(cameras.elevation_deg[0]), export.turntable_frames,
+                                      export.turntable_size, lambda i, n: progress("turntable", i, n))
+        paths["turntable"] = write_mp4(frames, out / "turntable.mp4", fps=export.fps, overwrite=overwrite)
+    paths.update({"glb": write_glb(seq, out / "animated.glb", fps=export.fps, overwrite=overwrite),
+                  "meshes": write_mesh_sequence(seq, out / "meshes", fmt=mesh_format, fps=export.fps,
+                                                overwrite=overwrite),
+                  "mesh_vertices": [int(len(v)) for v in seq.vertices]})
     if export.write_transforms:
         paths["transforms"] = export_transforms(out / "cameras", cameras, images, masks, times=t_list,
                                                 overwrite=overwrite)
@@ -186,8 +219,7 @@ def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, tim
     _check_outputs(out, overwrite)
     export = export or ExportSettings()
     config = dataclasses.replace(config or cpu_preset(), checkpoint_dir=str(out / "nerf"))
-    if export.mesh_threshold is None:
-        export = dataclasses.replace(export, mesh_threshold=surface_density(config))
+    export = dataclasses.replace(export, mesh_threshold=resolve_mesh_threshold(export.mesh_threshold, config))
     progress = (lambda stage, i, n: callback({"stage": stage, "done": i, "total": n})) if callback else \
         (lambda stage, i, n: None)
     frames, views = holdout_split(images, export)
@@ -208,5 +240,5 @@ def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, tim
             f"the 4D fit renders (nearly) nothing in {len(bad)} of {len(frames)} frames (e.g. frame {bad[0]['frame']}: "
             f"{100 * bad[0]['coverage']:.1f}% foreground vs {100 * bad[0]['mask_coverage']:.1f}% in the masks); no "
             f"exports were written (metrics: {out / 'metrics.json'}). Check the input views and masks, or fit longer")
-    paths = _exports(fit, cameras, images, masks, [float(x) for x in t], out, export, overwrite, progress)
+    paths = export_asset(fit, images, masks, cameras, t, out, export, progress=progress, overwrite=overwrite)
     return {"fit": fit, "metrics": metrics, "checkpoint": out / "nerf", "metrics_file": out / "metrics.json", **paths}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -274,3 +275,42 @@ def test_core_detection_takes_sv4d_for_sv3d_p(comfy, kind):
     sd = {k: torch.empty(v["shape"], device="meta") for k, v in keys.items()}
     config = comfy.model_detection.model_config_from_unet(sd, "model.diffusion_model.")
     assert type(config).__name__ == "SV3D_p"
+
+
+class HalfEmptyField(torch.nn.Module):
+    """A stand-in fitted field: a dense ball for t < 0.5, nothing at all afterwards (frames 2..4 of 5 are empty)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(200.0))
+
+    def density(self, x, t):
+        return self.scale * (x.norm(dim=-1) < 0.3).float() * float(t < 0.5)
+
+    def color(self, x, t):
+        return torch.full_like(x, 0.5)
+
+
+def test_export_node_refuses_a_fit_with_empty_frames_like_sv4d_run(comfy, tmp_path):
+    """The Export node writes through the library's export_asset: the same empty-surface check, the same error as
+    ``sv4d run`` (``reconstruct``) gives, and no asset folder."""
+    import folder_paths
+
+    from sv4d_models.nerf.fit_config import tiny_preset
+    from sv4d_models.reconstruction import EmptyReconstructionError, ExportSettings, export_asset
+    from sv4d_models.synthetic import SyntheticScene
+
+    values, recon = pack_module("nodes.values"), pack_module("nodes.reconstruction")
+    gt = SyntheticScene.make(kind="rigid", seed=3).render_matrix(model_kind="sv4d", n_frames=5, size=16)
+    fit = type("Fit", (), {"model": HalfEmptyField(), "config": tiny_preset()})()
+    matrix = values.ImageMatrixValue(gt["images"], gt["cameras"], gt["times"], "sv4d")
+    with pytest.raises(EmptyReconstructionError) as library:
+        export_asset(fit, gt["images"], gt["masks"], gt["cameras"], gt["times"], tmp_path / "lib",
+                     ExportSettings(mesh_resolution=24), turntable=False)
+    with pytest.raises(EmptyReconstructionError) as node:
+        recon.ExportAsset.execute(values.NeRFValue(fit, matrix, gt["masks"], "tiny"), "sv4d/empty_test", 24, 0.0,
+                                  10.0, "ply")
+    assert str(node.value) == str(library.value)
+    assert "in 3 of 5 frames (2, 3, 4)" in str(node.value) and "mesh_threshold" in str(node.value)
+    assert not list(Path(folder_paths.get_output_directory()).glob("sv4d/empty_test*"))
+    assert not (tmp_path / "lib").exists() or not any((tmp_path / "lib").iterdir())

@@ -51,14 +51,14 @@ def fit_cell(preset: str, kind: str, seed: int) -> dict:
 
     from sv4d_models.camera import Cameras
     from sv4d_models.nerf.fit import fit_dynamic_nerf
-    from sv4d_models.nerf.fit_config import PRESETS
+    from sv4d_models.presets import get_preset
     from sv4d_models.nerf.quality import evaluate, summarise
     from sv4d_models.synthetic import SyntheticScene
 
     torch.manual_seed(seed)
     scene = SyntheticScene.make(kind=kind, seed=seed)
     gt = scene.render_matrix(model_kind="sv4d", n_frames=N_FRAMES, size=SIZE)
-    cfg = PRESETS[preset]()
+    cfg = get_preset(preset).fit_config()
     t0 = time.perf_counter()
     row = {"preset": preset, "kind": kind, "seed": seed, "threads": torch.get_num_threads()}
     try:

@@ -16,9 +16,10 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 
+from sv4d_models.images import FOREGROUND_THRESHOLD, foreground_masks
 from sv4d_models.nerf.fit import fit_dynamic_nerf
-from sv4d_models.nerf.fit_config import PRESETS
-from sv4d_models.reconstruction import ExportSettings, export_asset, render_fit_turntable
+from sv4d_models.presets import PRESETS, get_preset, presets_help, sizes_help
+from sv4d_models.reconstruction import export_asset, render_fit_turntable
 
 from .asset import output_target, publish
 from .comfy_bridge import should_stop
@@ -26,11 +27,11 @@ from .compat import InputImpl, Types, io, ui
 from .sockets import Matrix, NeRF
 from .values import ImageMatrixValue, NeRFValue, run_key
 
-PRESET_NAMES = {"cpu": "cpu", "paper": "gpu", "tiny": "tiny"}  # widget value -> sv4d_models.nerf PRESETS key
+AUTO = "0 = the fit preset's"  # export widgets: 0 takes the size of the preset the NeRF was fitted with
 
 
 def fit_config(preset: str, seed: int, key: str):
-    config = PRESETS[PRESET_NAMES[preset]]()
+    config = get_preset(preset).fit_config()
     folder = Path(folder_paths.get_temp_directory()) / "sv4d" / f"nerf-{key[:24]}"
     return dataclasses.replace(config, seed=int(seed), checkpoint_dir=str(folder))
 
@@ -41,13 +42,13 @@ def fit(matrix: ImageMatrixValue, preset: str, seed: int, mask_threshold: float)
     ComfyUI runs nodes under ``torch.inference_mode()``; the fit needs autograd, so it runs with inference mode
     off on fresh copies of its inputs (inference tensors cannot take part in backward)."""
     device = mm.get_torch_device()
-    mm.free_memory(4 * 1024 ** 3 if preset == "paper" else 1024 ** 3, device)
+    mm.free_memory(int(get_preset(preset).device_memory_gib * 1024 ** 3), device)
     key = run_key("sv4d-nerf", preset, int(seed), float(mask_threshold), tensors=(matrix.images,))
     config = fit_config(preset, seed, key)
     bar = comfy.utils.ProgressBar(config.total_steps)
     with torch.inference_mode(False), torch.enable_grad():
         images = matrix.images.clone().to(device)
-        masks = (images < mask_threshold).any(-1).float()
+        masks = foreground_masks(images, mask_threshold)
         cams = dataclasses.replace(matrix.cameras, **{f.name: getattr(matrix.cameras, f.name).clone()
                                                        for f in dataclasses.fields(matrix.cameras)
                                                        if torch.is_tensor(getattr(matrix.cameras, f.name))})
@@ -65,12 +66,12 @@ class FitNeRF(io.ComfyNode):
             description="Dynamic NeRF fit to the image matrix (static frame-0 stage, then the deformation field), "
                         "following SV4D section 3.2.",
             inputs=[Matrix.Input("matrix", tooltip="the image matrix from SV4D Assemble Grid"),
-                    io.Combo.Input("preset", options=list(PRESET_NAMES), default="cpu",
-                                   tooltip="cpu: preview quality, minutes on a CPU; paper: the paper's GPU recipe "
-                                           "(512 px renders, 2600 steps); tiny: smoke test"),
+                    io.Combo.Input("preset", options=list(PRESETS), default="cpu",
+                                   tooltip=f"{presets_help()} (the same presets as sv4d --preset; the export nodes' "
+                                           "sizes follow it)"),
                     io.Int.Input("nerf_seed", default=0, min=0, max=2 ** 31 - 1,
                                  tooltip="seed of the fit's initialisation and batches"),
-                    io.Float.Input("mask_threshold", default=0.97, min=0.5, max=1.0, step=0.005,
+                    io.Float.Input("mask_threshold", default=FOREGROUND_THRESHOLD, min=0.5, max=1.0, step=0.005,
                                    tooltip="pixels with every channel at or above this are background (white)")],
             outputs=[NeRF.Output(display_name="nerf", tooltip="the fitted dynamic NeRF")],
         )
@@ -87,8 +88,10 @@ class RenderTurntable(io.ComfyNode):
             node_id="SV4D_RenderTurntable", display_name="SV4D Render Turntable", category="SV4D/reconstruction",
             description="Renders the NeRF from a camera circling the object while time loops (ping-pong).",
             inputs=[NeRF.Input("nerf", tooltip="the fitted NeRF (SV4D Fit 4D NeRF)"),
-                    io.Int.Input("frames", default=48, min=2, max=1000, tooltip="frames of the turntable"),
-                    io.Int.Input("size", default=256, min=16, max=2048, step=8, tooltip="image side in pixels"),
+                    io.Int.Input("frames", default=0, min=0, max=1000,
+                                 tooltip=f"frames of the turntable; {AUTO} ({sizes_help('turntable_frames')})"),
+                    io.Int.Input("size", default=0, min=0, max=2048, step=8,
+                                 tooltip=f"image side in pixels; {AUTO} ({sizes_help('turntable_size')})"),
                     io.Float.Input("fps", default=10.0, min=0.1, max=120.0, step=0.1, tooltip="video frame rate")],
             outputs=[io.Image.Output(display_name="images", tooltip="turntable frames [N, size, size, 3]"),
                      io.Video.Output(display_name="video", tooltip="the turntable as a core VIDEO")],
@@ -96,9 +99,11 @@ class RenderTurntable(io.ComfyNode):
 
     @classmethod
     def execute(cls, nerf: NeRFValue, frames: int, size: int, fps: float) -> io.NodeOutput:
-        bar = comfy.utils.ProgressBar(frames)
+        sizes = get_preset(nerf.preset).export_settings(turntable_frames=frames or None, turntable_size=size or None)
+        bar = comfy.utils.ProgressBar(sizes.turntable_frames)
         progress = lambda done, total: (should_stop(), bar.update_absolute(done, total))  # noqa: E731
-        images = render_fit_turntable(nerf.fit, float(nerf.matrix.cameras.elevation_deg[0]), frames, size, progress)
+        images = render_fit_turntable(nerf.fit, float(nerf.matrix.cameras.elevation_deg[0]), sizes.turntable_frames,
+                                      sizes.turntable_size, progress)
         images = images.float().cpu().contiguous()
         video = InputImpl.VideoFromComponents(Types.VideoComponents(images=images,
                                                                     frame_rate=Fraction(fps).limit_denominator(1000)))
@@ -116,8 +121,8 @@ class ExportAsset(io.ComfyNode):
             inputs=[NeRF.Input("nerf", tooltip="the fitted NeRF (SV4D Fit 4D NeRF)"),
                     io.String.Input("filename_prefix", default="sv4d/asset",
                                     tooltip="folder name inside ComfyUI's output folder (a number is appended)"),
-                    io.Int.Input("mesh_resolution", default=128, min=16, max=512, step=8,
-                                 tooltip="marching-cubes grid per axis (GPU: 256)"),
+                    io.Int.Input("mesh_resolution", default=0, min=0, max=512, step=8,
+                                 tooltip=f"marching-cubes grid per axis; {AUTO} ({sizes_help('mesh_resolution')})"),
                     io.Float.Input("mesh_threshold", default=0.0, min=0.0, max=1000.0, step=0.5,
                                    tooltip="density of the exported surface; 0 = automatic: where one render "
                                            "sample is half opaque, ln 2 / sample spacing (cpu preset 23.8, "
@@ -134,7 +139,8 @@ class ExportAsset(io.ComfyNode):
                 fps: float, mesh_format: str) -> io.NodeOutput:
         final, relative = output_target(folder_paths.get_output_directory(), filename_prefix)
         m = nerf.matrix
-        export = ExportSettings(mesh_resolution=mesh_resolution, mesh_threshold=mesh_threshold or None, fps=fps)
+        export = get_preset(nerf.preset).export_settings(mesh_resolution=mesh_resolution or None,
+                                                         mesh_threshold=mesh_threshold or None, fps=fps)
         bar = comfy.utils.ProgressBar(m.n_frames)
         progress = lambda stage, done, total: (should_stop(), bar.update_absolute(done, total))  # noqa: E731
         paths = {}

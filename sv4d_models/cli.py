@@ -16,6 +16,7 @@ import sys
 import time
 
 from .kinds import FOUR_D_KINDS
+from .presets import FAST_FIT_STEPS, FAST_PRESET, PRESETS, default_preset, presets_help
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError)
@@ -87,8 +88,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
                    help="UNet precision (auto: float16 on CUDA, float32 on CPU)")
     g = p.add_argument_group("4D reconstruction")
-    g.add_argument("--preset", choices=("tiny", "cpu", "gpu"), default=None,
-                   help="NeRF fit + export sizes (default: gpu with CUDA, else cpu)")
+    g.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help=f"NeRF fit + export sizes ({presets_help()}; default: gpu with CUDA, else cpu)")
     g.add_argument("--fit-steps", type=int, default=None, help="total NeRF steps (default: the preset's)")
     g.add_argument("--turntable-frames", type=int, default=None, help="turntable video frames (default: the preset's)")
     g.add_argument("--turntable-size", type=int, default=None, help="turntable video size (default: the preset's)")
@@ -109,8 +110,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt)
     r.add_argument("video", help="video / gif / image folder of the object")
     r.add_argument("--out", required=True, help="output folder (required; no default)")
-    r.add_argument("--fast", action="store_true", help="short settings: the tiny fit preset, 240 fit steps, small "
-                   "exports (with --model demo: the demo's --fast); explicit options still win")
+    r.add_argument("--fast", action="store_true", help=f"short settings: the {FAST_PRESET} fit preset, {FAST_FIT_STEPS} "
+                   "fit steps, its small exports (with --model demo: the demo's --fast); explicit options still win")
     _add_job_options(r)
     d = sub.add_parser("demo", help="the whole job on the bundled sample video with the bundled demo model",
                        formatter_class=fmt)
@@ -123,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _run(a: argparse.Namespace, progress: Progress) -> dict:
-    from .job import FAST_FIT_STEPS, FAST_PRESET, JobSettings, run_job
+    from .job import JobSettings, run_job
 
     if a.model == "demo":
         from .demo import demo_settings
@@ -133,7 +134,7 @@ def _run(a: argparse.Namespace, progress: Progress) -> dict:
         import torch
 
         gpu = torch.cuda.is_available() and a.device != "cpu"
-        preset = a.preset or (FAST_PRESET if a.fast else "gpu" if gpu else "cpu")
+        preset = a.preset or (FAST_PRESET if a.fast else default_preset(gpu))
         settings = JobSettings(video=a.video, out=a.out, sv4d=a.sv4d, sv3d=a.sv3d, model_kind=a.model_kind,
                                frames=a.frames, elevation=a.elevation, steps=a.steps, seed=a.seed, device=a.device,
                                dtype=a.dtype, image_size=a.image_size, mode=a.mode, preset=preset,

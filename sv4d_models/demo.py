@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .job import FAST_FIT_STEPS, FAST_PRESET, JobSettings, run_job
+from .job import JobSettings, run_job
+from .presets import FAST_FIT_STEPS, FAST_PRESET, default_preset
 
 DEMO_SCENE = {"kind": "nonrigid", "seed": 90_001}  # never used for training (the recipe's seeds start at 0)
 DEMO_FRAMES = 9
@@ -25,7 +26,7 @@ def demo_settings(out: str, video: str | None = None, fast: bool = False, overri
 
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     steps = o.get("steps") or DEMO_STEPS
-    preset = o.get("preset") or (FAST_PRESET if fast else "cpu")
+    preset = o.get("preset") or (FAST_PRESET if fast else default_preset(cuda=False))  # the demo runs on the CPU
     keep = ("seed", "fit_steps", "turntable_frames", "turntable_size", "mesh_resolution", "mesh_threshold",
             "skip_nerf", "device", "frames")
     return JobSettings(video=str(video or DEMO_INPUT), out=str(out), sv4d=str(demo_model_path()), model_kind=DEMO_KIND,

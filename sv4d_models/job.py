@@ -30,11 +30,11 @@ import torch
 from .checkpoint import CheckpointNotFoundError
 from .files import atomic_write_bytes, atomic_write_json, read_json
 from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, KINDS, ORBIT_KINDS
+from .presets import PRESETS
 
 JOB_OUTPUTS = ("manifest.json", "grid.png", "videos", "sampling", "reconstruction")
 Reporter = Callable[[dict], None]
 
-FAST_PRESET, FAST_FIT_STEPS = "tiny", 240  # ``--fast`` (run and demo): fit preset and steps unless given
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class JobSettings:
                   (self.steps is None or self.steps >= 1, f"steps={self.steps} must be >= 1"),
                   (self.image_size >= 16, f"image_size={self.image_size} must be >= 16 (576 for the official models)"),
                   (self.fit_steps is None or self.fit_steps >= 2, f"fit_steps={self.fit_steps} must be >= 2"),
-                  (self.preset in ("tiny", "cpu", "gpu"), f"preset={self.preset!r}: use tiny, cpu or gpu"),
+                  (self.preset in PRESETS, f"preset={self.preset!r}: use one of {', '.join(PRESETS)}"),
                   (not (self.resume and self.overwrite), "resume and overwrite exclude each other: pick one")]
         for ok, message in checks:
             if not ok:
@@ -250,16 +250,12 @@ def _sampling(settings: JobSettings, kind: str, files: dict, frames: torch.Tenso
 
 def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) -> dict:
     from .images import foreground_masks
-    from .nerf.fit_config import PRESETS
-    from .reconstruction import ExportSettings, reconstruct
+    from .reconstruction import reconstruct
 
-    config = PRESETS[settings.preset]()
-    if settings.fit_steps:
-        config = dataclasses.replace(config, static_steps=settings.fit_steps // 3,
-                                     dynamic_steps=settings.fit_steps - settings.fit_steps // 3)
-    export = ExportSettings.for_preset(settings.preset, **{k: v for k, v in (
-        ("turntable_frames", settings.turntable_frames), ("turntable_size", settings.turntable_size),
-        ("mesh_resolution", settings.mesh_resolution), ("mesh_threshold", settings.mesh_threshold)) if v is not None})
+    preset = PRESETS[settings.preset]
+    config = preset.fit_config(settings.fit_steps)
+    export = preset.export_settings(turntable_frames=settings.turntable_frames, turntable_size=settings.turntable_size,
+                                    mesh_resolution=settings.mesh_resolution, mesh_threshold=settings.mesh_threshold)
     images = result.images
     masks = foreground_masks(images)  # white background -> foreground (the SV3D authors' rule)
     paths = reconstruct(images, masks, result.cameras, result.times, out / "reconstruction", config, export,

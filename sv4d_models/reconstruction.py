@@ -1,7 +1,7 @@
 """4D reconstruction end to end: the V x F image matrix -> dynamic NeRF fit -> quality check -> the export set.
 
     result = reconstruct(images, masks, cameras, times, out_dir="runs/cat/4d", config=cpu_preset(),
-                         export=ExportSettings.for_preset("cpu"))
+                         export=PRESETS["cpu"].export_settings())
 
 Writes (every file atomically, nothing overwritten unless ``overwrite=True``, checked before the fit starts):
 ``nerf/nerf_checkpoint.pt`` (resumable fit), ``metrics.json`` (PSNR on the fitted views, on a held-out view and a
@@ -34,7 +34,7 @@ class EmptyReconstructionError(RuntimeError):
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """What ``reconstruct`` writes after the fit (``for_preset`` matches them to a fit preset)."""
+    """What ``reconstruct`` writes after the fit (``sv4d_models.presets`` matches the sizes to a fit preset)."""
 
     turntable_frames: int = 48  # frames of the turntable video
     turntable_size: int = 256  # its resolution
@@ -53,15 +53,6 @@ class ExportSettings:
                              f"(>= 8), fps={self.fps} (> 0)")
         if not 0 <= self.min_coverage_ratio <= 1:
             raise ValueError(f"min_coverage_ratio={self.min_coverage_ratio} must be in [0, 1]")
-
-    @classmethod
-    def for_preset(cls, preset: str, **overrides) -> "ExportSettings":
-        """Export sizes that match the fit preset's cost (``tiny`` / ``cpu`` / ``gpu``)."""
-        sizes = {"tiny": (12, 64, 48), "cpu": (24, 128, 96), "gpu": (48, 256, 192)}
-        if preset not in sizes:
-            raise ValueError(f"preset={preset!r}: use one of {list(sizes)}")
-        frames, size, res = sizes[preset]
-        return dataclasses.replace(cls(turntable_frames=frames, turntable_size=size, mesh_resolution=res), **overrides)
 
 
 def surface_density(config) -> float:

@@ -64,10 +64,10 @@ def full() -> list:
             (8, "SV4D_SampleDense", "sampling", SV4D_SAMPLING, {**_models(), "passes": (7, 0)}),
             *_grid(8, "sv4d"),
             (12, "SV4D_FitNeRF", "recon", {"preset": "cpu", "nerf_seed": 0, "mask_threshold": 0.97}, {"matrix": (9, 4)}),
-            (13, "SV4D_RenderTurntable", "recon", {"frames": 48, "size": 256, "fps": 10.0}, {"nerf": (12, 0)}),
+            (13, "SV4D_RenderTurntable", "recon", {"frames": 0, "size": 0, "fps": 10.0}, {"nerf": (12, 0)}),
             (14, "SaveVideo", "recon", {"filename_prefix": "sv4d/turntable", "format": "auto", "codec": "auto"},
              {"video": (13, 1)}),
-            (15, "SV4D_ExportAsset", "export", {"filename_prefix": "sv4d/asset", "mesh_resolution": 128,
+            (15, "SV4D_ExportAsset", "export", {"filename_prefix": "sv4d/asset", "mesh_resolution": 0,
                                                "mesh_threshold": 0.0, "fps": 10.0, "mesh_format": "ply"},
              {"nerf": (12, 0)}),
             (16, "Preview3D", "export", {"model_file": ""}, {"model_file": (15, 0)})]

@@ -24,13 +24,14 @@ HELD_OUT_FRAME_FLOOR_DB = 16.8
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     from sv4d_models.nerf.fit_config import cpu_preset
-    from sv4d_models.reconstruction import ExportSettings, reconstruct
+    from sv4d_models.presets import get_preset
+    from sv4d_models.reconstruction import reconstruct
     from sv4d_models.synthetic import SyntheticScene
 
     gt = SyntheticScene.make(**DEMO_SCENE).render_matrix(model_kind="sv4d2_8views", n_frames=DEMO_FRAMES, size=64)
     out = tmp_path_factory.mktemp("demo_scene_cpu")
     paths = reconstruct(gt["images"], gt["masks"], gt["cameras"], gt["times"], out, cpu_preset(),
-                        ExportSettings.for_preset("cpu"))
+                        get_preset("cpu").export_settings())
     return gt, paths
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sv4d_models.nerf.fit_config import tiny_preset
+from sv4d_models.presets import get_preset
 from sv4d_models.reconstruction import EmptyReconstructionError, ExportSettings, holdout_split, reconstruct
 from sv4d_models.synthetic import SyntheticScene
 
@@ -33,8 +34,8 @@ def test_holdout_split_keeps_a_middle_view_and_frame_out():
     assert holdout_split(torch.zeros(3, 9, 2, 2, 3), ExportSettings()) == ([0, 1, 2], list(range(9)))
     assert holdout_split(torch.zeros(5, 9, 2, 2, 3), ExportSettings(holdout=False))[1] == list(range(9))
     with pytest.raises(ValueError, match="preset='huge'"):
-        ExportSettings.for_preset("huge")
-    assert ExportSettings.for_preset("cpu").turntable_frames < ExportSettings.for_preset("gpu").turntable_frames
+        get_preset("huge")
+    assert get_preset("cpu").export_settings().turntable_frames < get_preset("gpu").export_settings().turntable_frames
 
 
 def test_an_empty_field_is_an_error_with_metrics_and_no_exports(matrix, tmp_path, monkeypatch):
@@ -45,7 +46,7 @@ def test_an_empty_field_is_an_error_with_metrics_and_no_exports(matrix, tmp_path
     with pytest.raises(EmptyReconstructionError, match=r"renders \(nearly\) nothing in 4 of 4 frames"):
         reconstruct(matrix["images"], matrix["masks"], matrix["cameras"], matrix["times"], tmp_path,
                     config=tiny_preset(static_steps=1, dynamic_steps=0), callback=events.append,
-                    export=ExportSettings.for_preset("tiny", eval_size=16))
+                    export=get_preset("tiny").export_settings(eval_size=16))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["fitted"]["min_coverage_ratio"] < 0.5 and metrics["held_out_view"]["view"] == 4
     assert not (tmp_path / "turntable.mp4").exists() and not (tmp_path / "animated.glb").exists()
@@ -56,5 +57,5 @@ def test_a_field_without_surface_in_some_frame_is_an_error(matrix, tmp_path):
     with pytest.raises(EmptyReconstructionError, match=r"no surface at density 1e\+09 in 5 of 5 frames"):
         reconstruct(matrix["images"], matrix["masks"], matrix["cameras"], matrix["times"], tmp_path,
                     config=tiny_preset(static_steps=2, dynamic_steps=0),
-                    export=ExportSettings.for_preset("tiny", eval_size=16, mesh_threshold=1e9, min_coverage_ratio=0))
+                    export=get_preset("tiny").export_settings(eval_size=16, mesh_threshold=1e9, min_coverage_ratio=0))
     assert not (tmp_path / "animated.glb").exists() and (tmp_path / "metrics.json").is_file()

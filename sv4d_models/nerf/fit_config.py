@@ -1,4 +1,5 @@
-"""Configuration of ``fit_dynamic_nerf``: GPU defaults (SV4D recipe), ``cpu_preset()`` and ``tiny_preset()``."""
+"""Configuration of ``fit_dynamic_nerf``: GPU defaults (SV4D recipe), ``cpu_preset()`` and ``tiny_preset()`` (the fit
+half of the presets table, ``sv4d_models.presets``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -118,5 +119,3 @@ def tiny_preset(**overrides) -> NeRFFitConfig:
         dynamic_lr_warmup=0)
     return dataclasses.replace(cfg, **overrides)
 
-
-PRESETS = {"gpu": NeRFFitConfig, "cpu": cpu_preset, "tiny": tiny_preset}  # name -> config factory ("test": tiny)

@@ -23,15 +23,14 @@ import comfy.model_management as mm
 import comfy.utils
 import latent_preview
 
+from sv4d_models import events
 from sv4d_models.encoders import clip_pixels
+from sv4d_models.pipeline.models import ENCODE_CHUNK
 from sv4d_models.files import fingerprint
 from sv4d_models.kinds import KINDS, VECTOR_DIMS
 
 from .comfy_models import ROLE_VAE, SV4DModel
 from .values import tile_latents
-
-CLIP_CHUNK = 8  # frames per CLIP call (the library pipeline's encoding_t)
-
 
 def model_kind(model) -> tuple[str, tuple[int, ...]]:
     """``(kind, vector_dims)`` of a MODEL: an SV4D model from the pack's loader or a core SV3D model."""
@@ -109,7 +108,7 @@ class ComfySamplingModels:
         mm.load_model_gpu(cv.patcher)
         self.unet.ready = False
         out = []
-        for part in images.split(CLIP_CHUNK):
+        for part in images.split(ENCODE_CHUNK):
             pixels = clip_pixels(part.to(cv.load_device), cv.image_size, cv.image_mean, cv.image_std)
             out.append(cv.model(pixel_values=pixels, intermediate_output=-2)[2].float().cpu())
         return torch.cat(out)
@@ -153,30 +152,29 @@ def object_identity(obj) -> list:
 
 
 class StepProgress:
-    """One ComfyUI progress bar over several sampler runs, with a latent preview of every step."""
+    """One ComfyUI progress bar over a sampling run, fed the library's events (``sv4d_models.events``):
+    ``sample_step`` moves it with a latent preview of the step, ``pass_resumed`` counts a resumed pass as done."""
 
-    def __init__(self, total_steps: int, models: ComfySamplingModels):
-        self.bar = comfy.utils.ProgressBar(max(1, total_steps))
+    def __init__(self, models: ComfySamplingModels, columns: int | None = None):
         self.previewer = latent_preview.get_previewer(models.device, models.latent_format)
-        self.done = 0
+        self.columns, self.bar = columns, None
 
-    def callback(self, columns: int, steps: int):
-        """Sampler callback of one run of ``steps`` steps; the preview tiles its latents ``columns`` wide."""
-        offset = self.done
-        self.done += steps
-
-        def cb(info: dict) -> None:
-            preview = None
-            if self.previewer is not None:
-                x0 = info["denoised"].reshape(-1, *info["denoised"].shape[-3:]).float()
-                preview = self.previewer.decode_latent_to_preview_image("JPEG", tile_latents(x0, columns))
-            self.bar.update_absolute(offset + int(info["step"]) + 1, None, preview)
-        return cb
-
-    def skip(self, steps: int) -> None:
-        """A run that was resumed from the work dir: count its steps as done."""
-        self.done += steps
-        self.bar.update_absolute(self.done)
+    def __call__(self, event: dict) -> None:
+        if event["type"] not in (events.SAMPLE_STEP, events.PASS_RESUMED):
+            return
+        total = max(1, int(event["global_total"]))
+        if self.bar is None:
+            self.bar = comfy.utils.ProgressBar(total)
+        if event["type"] == events.PASS_RESUMED:
+            self.bar.update_absolute(int(event["global_step"]), total)
+            return
+        preview = None
+        if self.previewer is not None:
+            x0 = event["denoised"]  # [T, V, 4, h, w] (a pass: V columns) or [N, 4, h, w] (the SV3D orbit)
+            columns = x0.shape[1] if x0.dim() == 5 else (self.columns or orbit_columns(x0.shape[0]))
+            latents = x0.reshape(-1, *x0.shape[-3:]).float()
+            preview = self.previewer.decode_latent_to_preview_image("JPEG", tile_latents(latents, columns))
+        self.bar.update_absolute(int(event["global_step"]) + 1, total, preview)
 
 
 def orbit_columns(n: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from sv4d_models import events
 from sv4d_models.kinds import KINDS, ORBIT_KINDS, SV3D_N_VIEWS, SV4D_ORBIT_VIEWS
 from sv4d_models.pipeline import pass_seed, sample_reference_orbit
 from sv4d_models.pipeline.inputs import check_image_size
@@ -48,10 +49,11 @@ def sample_orbit(model, clip_vision, vae, frames: torch.Tensor, seed: int, steps
         raise ValueError(f"the MODEL is {models.kind!r}; the reference orbit needs SV3D: load sv3d_u.safetensors or "
                          "sv3d_p.safetensors with core Image Only Checkpoint Loader")
     check_image_size(frames.shape[-1], models.levels)
-    progress = StepProgress(steps, models)
+    progress = StepProgress(models, columns=orbit_columns(SV3D_N_VIEWS))
     orbit = sample_reference_orbit(models, frames[0], seed=pass_seed(seed, REFERENCE), num_steps=steps,
                                    elevations_deg=cameras.elevations_deg, azimuths_deg=cameras.azimuths_deg,
-                                   callback=progress.callback(orbit_columns(SV3D_N_VIEWS), steps),
+                                   callback=lambda info: progress(events.sample_step(REFERENCE, "sv3d", info["step"],
+                                                                                     steps, info)),
                                    should_stop=should_stop)
     return torch.stack([to_unit_hwc(view) for view in orbit.images])
 

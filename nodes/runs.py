@@ -1,11 +1,10 @@
-"""The sampling nodes' stage loop: the library's stage functions over a plan, each finished pass kept in a work dir
-(``sv4d_models.pipeline.store.PassStore``) named by the hash of everything that fixes it, so a Cancelled or crashed
-node continues from its finished passes when queued again with the same inputs. No ComfyUI imports here: the
-models, the progress object and the stop check are passed in.
+"""The sampling nodes' runs: the library's sampling loop (``sv4d_models.pipeline.run_plan``, the one
+``SV4DPipeline.run`` uses) over a pass store in a work dir named by the hash of everything that fixes the passes,
+so a Cancelled or crashed node continues from its finished passes when queued again with the same inputs. No
+ComfyUI imports here: the models, the progress reporter and the stop check are passed in.
 
-RNG and order are ``SV4DPipeline.run``'s: pass k samples with ``pass_seed(seed, k)``, the SV3D stage with
-``pass_seed(seed, REFERENCE)``, CLIP rows are computed in chunks of 8 frames, concat latents are encoded per view
-in ``official`` mode only.
+RNG and order are ``SV4DPipeline.run``'s (the same loop): pass k samples with ``pass_seed(seed, k)``, the SV3D stage
+with ``pass_seed(seed, REFERENCE)``, concat latents are encoded per view in ``official`` mode only.
 """
 from __future__ import annotations
 
@@ -16,19 +15,16 @@ from typing import Callable
 import torch
 
 from sv4d_models.kinds import KINDS
-from sv4d_models.pipeline import pass_seed, reference_images, sample_pass
+from sv4d_models.pipeline import PassSettings, PassStore, run_plan
 from sv4d_models.pipeline.inputs import check_image_size, reference_row
-from sv4d_models.pipeline.store import PassStore
 from sv4d_models.sampling import REFERENCE, get_sigmas_edm
 from sv4d_models.sampling.plan import PlannedPass, plan as make_plan
 
 from .values import CameraSpec, SampledPasses, resolve_setting, run_key
 
-CLIP_CHUNK = 8
-
 
 @dataclass(frozen=True)
-class PassSettings:
+class SamplingWidgets:
     """Widget values of one sampling node (0 = the kind's official value)."""
 
     seed: int = 23
@@ -37,13 +33,13 @@ class PassSettings:
     min_cfg: float = 0.0
     sigmas: torch.Tensor | None = None
 
-    def resolved(self, kind: str) -> "PassSettings":
+    def resolved(self, kind: str) -> "SamplingWidgets":
         spec = KINDS[kind]
         steps = self.steps or spec.default_steps
         if self.sigmas is not None:
             steps = check_sigmas(self.sigmas)
-        return PassSettings(int(self.seed), int(steps), resolve_setting(self.cfg, spec.cfg),
-                            resolve_setting(self.min_cfg, spec.min_cfg), self.sigmas)
+        return SamplingWidgets(int(self.seed), int(steps), resolve_setting(self.cfg, spec.cfg),
+                               resolve_setting(self.min_cfg, spec.min_cfg), self.sigmas)
 
     def schedule(self) -> torch.Tensor:
         return get_sigmas_edm(self.steps) if self.sigmas is None else self.sigmas.detach().float().cpu()
@@ -85,45 +81,29 @@ def start_run(models, frames: torch.Tensor, orbit: torch.Tensor | None, cameras:
     elif orbit is not None:
         raise ValueError(f"{kind} has no reference-orbit stage (it samples windows from the video alone); "
                          "disconnect the orbit input")
-    clip = torch.cat([models.clip_embed(frames[i:i + CLIP_CHUNK]) for i in range(0, frames.shape[0], CLIP_CHUNK)])
+    clip = models.clip_embed(frames)  # chunked by the models
     ref = tuple(outputs.values())
     key = run_key("sv4d-run", kind, plan.mode, identity, cameras.identity(), tensors=(frames, *ref))
     return SampledPasses(plan, kind, frames, clip, outputs, cameras, key)
 
 
-def run_passes(models, state: SampledPasses, select: Callable[[PlannedPass], bool], settings: PassSettings,
-               work_root: Path, progress, should_stop) -> SampledPasses:
-    """Sample the selected passes of ``state``'s plan that are not done yet, resuming from the work dir.
-
-    ``progress``: ``callback(columns, steps)`` -> sampler callback, ``skip(steps)``; ``should_stop``: stop check.
-    """
-    s = settings.resolved(state.kind)
-    plan = make_plan(state.kind, state.plan.n_frames, state.plan.mode, s.steps)
-    todo = [p for p in plan.passes if select(p) and p.index not in state.outputs]
-    key = run_key(state.key, s.identity(), [p.index for p in todo])
+def run_passes(models, state: SampledPasses, select: Callable[[PlannedPass], bool], widgets: SamplingWidgets,
+               work_root: Path, on_event, should_stop) -> SampledPasses:
+    """Sample the selected passes of ``state``'s plan that are not done yet (``run_plan``), resuming from the work
+    dir; ``on_event``: the reporter of the loop's ``sample_step`` / ``pass_resumed`` events."""
+    w = widgets.resolved(state.kind)
+    plan = make_plan(state.kind, state.plan.n_frames, state.plan.mode, w.steps)
+    todo = [p.index for p in plan.passes if select(p) and p.index not in state.outputs]
+    key = run_key(state.key, w.identity(), todo)
     store = PassStore(Path(work_root) / key[:24])
-    outputs, new = dict(state.outputs), {}
-    for p in todo:
-        if store.has_pass(p.index):  # finished before a Cancel / crash: resume
-            new[p.index] = outputs[p.index] = store.load_pass(p.index)["cells"]
-            progress.skip(s.steps)
-            continue
-        seed = pass_seed(s.seed, p.index)
-        out = sample_pass(models, p, state.frames, state.clip, reference_images(plan, p, outputs), seed=seed,
-                          sigmas=s.schedule(), cfg=s.cfg, min_cfg=s.min_cfg,
-                          elevations_deg=state.cameras.elevations_deg, azimuths_deg=state.cameras.azimuths_deg,
-                          encode_per_view=plan.mode == "official", callback=progress.callback(len(p.views), s.steps),
-                          should_stop=should_stop)
-        store.save_pass(p.index, {"latents": out.latents, "cells": out.cells, "writes": p.writes, "seed": seed,
-                                  "generator_state": out.generator_state})
-        new[p.index] = outputs[p.index] = out.cells
-    return state.extended(new, key, **{f"pass_{p.index}": s.identity() for p in todo})
+    settings = PassSettings(w.seed, w.schedule(), w.cfg, w.min_cfg, state.cameras.elevations_deg,
+                            state.cameras.azimuths_deg, encode_per_view=plan.mode == "official")
+    run_plan(models, plan, state.frames, state.clip, store, settings, select=select, known=state.outputs,
+             on_event=on_event, should_stop=should_stop)
+    new = {i: store.load_pass(i)["cells"] for i in todo}
+    return state.extended(new, key, **{f"pass_{i}": w.identity() for i in todo})
 
 
 def is_first_stage(p: PlannedPass) -> bool:
     """Passes of the anchor node: SV4D anchors (or the single short-video window), every SV4D 2.0 window."""
     return p.kind != "dense"
-
-
-def count_steps(state: SampledPasses, select: Callable[[PlannedPass], bool], steps: int) -> int:
-    return steps * sum(1 for p in state.plan.passes if select(p) and p.index not in state.outputs)

@@ -1,6 +1,6 @@
 """Sampling nodes: anchors (SV4D 2.0: its windows), dense passes, and one node for the whole plan.
 
-Each node runs the library's ``sample_pass`` over the planner's passes (``runs.py``): ComfyUI progress over all
+Each node runs the library's sampling loop over the planner's passes (``runs.py``): ComfyUI progress over all
 its steps with a latent preview per step, Cancel within one step, finished passes kept in a work dir under
 ComfyUI's temp folder keyed by the inputs' hash (a Cancelled or failed node resumes from them when queued again;
 ComfyUI wipes its temp folder when it starts, so not across restarts).
@@ -16,7 +16,7 @@ from sv4d_models.kinds import FOUR_D_KINDS
 from .comfy_bridge import ComfySamplingModels, StepProgress, should_stop
 from .compat import io
 from .inputs import model_frames, same_size
-from .runs import PassSettings, count_steps, is_first_stage, run_passes, start_run
+from .runs import SamplingWidgets, is_first_stage, run_passes, start_run
 from .sockets import Cameras, Passes, guidance_inputs, model_inputs, seed_input, video_input
 from .values import SampledPasses
 
@@ -56,19 +56,17 @@ def start(models: ComfySamplingModels, video, orbit, cameras, mode: str, steps: 
     frames = model_frames(video)
     if orbit is not None:
         same_size("the orbit", orbit, frames.shape[-1])
-    settings = PassSettings(steps=steps, sigmas=sigmas).resolved(models.kind)
-    return start_run(models, frames, orbit, cameras, mode, settings.steps, models.identity())
+    widgets = SamplingWidgets(steps=steps, sigmas=sigmas).resolved(models.kind)
+    return start_run(models, frames, orbit, cameras, mode, widgets.steps, models.identity())
 
 
-def sample(models: ComfySamplingModels, state: SampledPasses, select, settings: PassSettings) -> SampledPasses:
+def sample(models: ComfySamplingModels, state: SampledPasses, select, widgets: SamplingWidgets) -> SampledPasses:
     """Run the selected passes with one progress bar over all their steps."""
     check_4d(models)
     if state.kind != models.kind:
         raise ValueError(f"the passes were sampled with a {state.kind!r} model but this MODEL is {models.kind!r}; "
                          "connect the same SV4D Checkpoint Loader to both sampling nodes")
-    steps = settings.resolved(state.kind).steps
-    progress = StepProgress(count_steps(state, select, steps), models)
-    return run_passes(models, state, select, settings, work_root(), progress, should_stop)
+    return run_passes(models, state, select, widgets, work_root(), StepProgress(models), should_stop)
 
 
 def outputs() -> list:
@@ -92,8 +90,8 @@ class SampleAnchors(io.ComfyNode):
                 orbit=None, cameras=None, sigmas=None) -> io.NodeOutput:
         models = ComfySamplingModels(model, clip_vision, vae)
         state = start(models, video, orbit, cameras, mode, steps, sigmas)
-        settings = PassSettings(seed, steps, cfg, min_cfg, sigmas)
-        return io.NodeOutput(sample(models, state, is_first_stage, settings))
+        widgets = SamplingWidgets(seed, steps, cfg, min_cfg, sigmas)
+        return io.NodeOutput(sample(models, state, is_first_stage, widgets))
 
 
 class SampleDense(io.ComfyNode):
@@ -113,8 +111,8 @@ class SampleDense(io.ComfyNode):
     def execute(cls, model, clip_vision, vae, passes: SampledPasses, seed: int, steps: int, cfg: float,
                 min_cfg: float, sigmas=None) -> io.NodeOutput:
         models = ComfySamplingModels(model, clip_vision, vae)
-        settings = PassSettings(seed, steps, cfg, min_cfg, sigmas)
-        return io.NodeOutput(sample(models, passes, every_pass, settings))
+        widgets = SamplingWidgets(seed, steps, cfg, min_cfg, sigmas)
+        return io.NodeOutput(sample(models, passes, every_pass, widgets))
 
 
 class SampleVideo(io.ComfyNode):
@@ -133,8 +131,8 @@ class SampleVideo(io.ComfyNode):
                 orbit=None, cameras=None, sigmas=None) -> io.NodeOutput:
         models = ComfySamplingModels(model, clip_vision, vae)
         state = start(models, video, orbit, cameras, mode, steps, sigmas)
-        settings = PassSettings(seed, steps, cfg, min_cfg, sigmas)
-        return io.NodeOutput(sample(models, state, every_pass, settings))
+        widgets = SamplingWidgets(seed, steps, cfg, min_cfg, sigmas)
+        return io.NodeOutput(sample(models, state, every_pass, widgets))
 
 
 def every_pass(p) -> bool:

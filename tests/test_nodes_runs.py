@@ -31,18 +31,17 @@ def video(n: int) -> torch.Tensor:
 
 
 class Progress:
-    """Stand-in for the node's ComfyUI progress bar: counts steps, optionally stops after ``stop_after`` steps."""
+    """Stand-in for the node's ComfyUI progress bar (a reporter of the loop's events): counts sampled and resumed
+    steps, optionally stops after ``stop_after`` sampled steps."""
 
     def __init__(self, stop_after: int | None = None):
         self.steps, self.skipped, self.stop_after = 0, 0, stop_after
 
-    def callback(self, columns, steps):
-        def cb(info):
+    def __call__(self, event):
+        if event["type"] == "sample_step":
             self.steps += 1
-        return cb
-
-    def skip(self, steps):
-        self.skipped += steps
+        elif event["type"] == "pass_resumed":
+            self.skipped += event["steps"]
 
     def should_stop(self):
         return self.stop_after is not None and self.steps >= self.stop_after
@@ -52,7 +51,7 @@ def node_path(models, frames, orbit, work, progress=None, mode="auto"):
     """What SV4D Sample Anchors + SV4D Sample Dense + SV4D Assemble Grid compute."""
     progress = progress or Progress()
     state = runs.start_run(models, frames, orbit, None, mode, STEPS, ["lib"])
-    settings = runs.PassSettings(seed=23, steps=STEPS)
+    settings = runs.SamplingWidgets(seed=23, steps=STEPS)
     state = runs.run_passes(models, state, runs.is_first_stage, settings, work, progress, progress.should_stop)
     state = runs.run_passes(models, state, lambda p: True, settings, work, progress, progress.should_stop)
     return assemble_matrix(state.plan, state.frames, state.outputs).images, state
@@ -118,7 +117,7 @@ def test_bad_inputs_name_the_fix(ckpts, tmp_path):
 
 
 def test_settings_resolve_to_the_official_values():
-    assert runs.PassSettings().resolved("sv4d").identity() == [23, 20, 2.0, 1.0, None]
-    assert runs.PassSettings().resolved("sv4d2_8views").identity() == [23, 50, 2.5, 1.5, None]
-    s = runs.PassSettings(seed=3, steps=7, cfg=3.0, sigmas=torch.tensor([5.0, 1.0, 0.0])).resolved("sv4d")
+    assert runs.SamplingWidgets().resolved("sv4d").identity() == [23, 20, 2.0, 1.0, None]
+    assert runs.SamplingWidgets().resolved("sv4d2_8views").identity() == [23, 50, 2.5, 1.5, None]
+    s = runs.SamplingWidgets(seed=3, steps=7, cfg=3.0, sigmas=torch.tensor([5.0, 1.0, 0.0])).resolved("sv4d")
     assert (s.steps, s.cfg, s.min_cfg) == (2, 3.0, 1.0) and torch.equal(s.schedule(), torch.tensor([5.0, 1.0, 0.0]))

@@ -1,5 +1,5 @@
 """Validation: the loss at fixed noise levels on held-out orbits, and an image grid sampled on a held-out object
-with the library's stage functions (``sample_pass`` + ``assemble_matrix``), with its PSNR against the renders."""
+through the library's sampling loop (``run_plan``, as ``SV4DPipeline.run``), with its PSNR against the renders."""
 from __future__ import annotations
 
 import torch
@@ -7,8 +7,8 @@ import torch
 from sv4d_models.files import atomic_write_bytes
 from sv4d_models.images import grid_rows, png_bytes, psnr
 from sv4d_models.kinds import KINDS
-from sv4d_models.pipeline.stages import assemble_matrix, reference_images, sample_pass
-from sv4d_models.sampling import REFERENCE, get_sigmas_edm, plan
+from sv4d_models.pipeline import PassSettings, PassStore, assemble_matrix, run_plan
+from sv4d_models.sampling import REFERENCE, plan
 
 from .data import Record, SampleBuilder, ShardedDataset
 from .diffusion import diffusion_loss, fixed_sigma_batch
@@ -45,18 +45,16 @@ def validation_grid(models, dataset: ShardedDataset, record: Record, steps: int,
                          f"{spec.views_per_pass + 1} (prepare the dataset with --matrix-kind {models.kind})")
     frames = gt[:, 0].permute(0, 3, 1, 2) * 2.0 - 1.0  # [T, 3, S, S]
     the_plan = plan(models.kind, spec.frames_per_pass, mode="extended", num_steps=steps)
-    first = the_plan.passes[0]
-    outputs = {}
+    known = {}
     if the_plan.given_reference_row:
-        outputs[REFERENCE] = gt[0, 1:].permute(0, 3, 1, 2) * 2.0 - 1.0  # ground-truth views of frame 0
-    refs = reference_images(the_plan, first, outputs)
+        known[REFERENCE] = gt[0, 1:].permute(0, 3, 1, 2) * 2.0 - 1.0  # ground-truth views of frame 0
+    first, store = the_plan.passes[0], PassStore(None)  # the first pass, sampled as SV4DPipeline.run samples it
     was_training = models.unet.training
     models.unet.eval()
-    result = sample_pass(models, first, frames, models.clip_embed(frames), refs, seed=seed,
-                         sigmas=get_sigmas_edm(steps))
+    run_plan(models, the_plan, frames, models.clip_embed(frames), store, PassSettings(seed), known=known,
+             select=lambda p: p.index == first.index)
     models.unet.train(was_training)
-    outputs[first.index] = result.cells
-    images = assemble_matrix(the_plan, frames, outputs).images  # [T, V+1, S, S, 3]
+    images = assemble_matrix(the_plan, frames, {**known, first.index: store.load_pass(first.index)["cells"]}).images
     generated, truth = images[:, 1:], gt[:, 1:]
     rows = grid_rows(torch.cat([images, gt], 0))  # generated [T, V+1] above the truth [T, V+1]
     return {"grid": rows, "psnr": psnr(generated, truth),

@@ -19,6 +19,7 @@ import torch
 
 from ..config import check_known_keys, config_identity
 from ..kinds import FOUR_D_KINDS, ORBIT_KINDS, get_kind
+from .models import DECODE_CHUNK, ENCODE_CHUNK
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -103,8 +104,8 @@ class PlacementConfig:
 
     device: str | None = None  # None = "cuda" when available, else "cpu"
     dtype: str = "auto"  # "auto" (float16 autocast on CUDA, float32 on CPU), "float32", "float16", "bfloat16"
-    encoding_t: int = 8  # frames per VAE / CLIP encode call (lower = less accelerator memory)
-    decoding_t: int = 4  # latents per VAE decode call
+    encoding_t: int = ENCODE_CHUNK  # frames per VAE / CLIP encode call (lower = less accelerator memory)
+    decoding_t: int = DECODE_CHUNK  # latents per VAE decode call
     offload: str = "workdir"  # without work_dir: "workdir" = temporary folder (bounded RAM), "cpu" = CPU RAM
 
     def __post_init__(self) -> None:

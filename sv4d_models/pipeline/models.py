@@ -19,6 +19,9 @@ from ..checkpoint import CheckpointSource, load_unet, resolve_kind, warn_if_unsu
 from ..kinds import KINDS
 
 
+ENCODE_CHUNK, DECODE_CHUNK = 8, 4  # images per VAE / CLIP encode call, latents per VAE decode call (defaults)
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where the networks run and in what pieces: device, autocast dtype, frames per encode / decode call.
@@ -28,8 +31,8 @@ class Placement:
 
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
-    encoding_t: int = 8
-    decoding_t: int = 4
+    encoding_t: int = ENCODE_CHUNK
+    decoding_t: int = DECODE_CHUNK
 
     def autocast(self):
         """Autocast to ``dtype`` on ``device`` (a no-op context for float32)."""

@@ -12,7 +12,8 @@ resumable, re-rollable. Spec: ``sv4d_reference.md`` sections 4-8.
 * sv4d2 / sv4d2_8views: autoregressive windows; the first has no reference (zero cond_view, indicator 0),
   later ones use the previous window's views at their first frame.
 
-``run`` is a loop over the stage functions of ``stages.py`` plus the pass store of ``store.py``.
+``run`` is the reference stage then ``loop.run_plan`` (the sampling loop the ComfyUI nodes and the trainer's
+validation use too) over the pass store and manifest of ``store.py``.
 
 Differences from the official scripts (all deliberate, see ``stages``): one RNG per pass
 (``pass_seed(seed, k)``) instead of one global stream; CLIP embeddings computed once per frame; in
@@ -35,6 +36,7 @@ from typing import Callable
 import torch
 
 from ..camera import conditioning_angles, frame_times, matrix_cameras
+from .. import events
 from ..checkpoint import resolve_kind, warn_if_unsure
 from ..kinds import FOUR_D_KINDS, ORBIT_KINDS, get_kind
 from ..sampling.plan import REFERENCE, Plan, plan as make_plan
@@ -42,8 +44,9 @@ from ..stopping import JobInterrupted, StopCheck, stop_requested
 from .config import PipelineConfig
 from .inputs import check_image_size, load_input, reference_row, to_model_frames
 from .models import EngineModels, Placement, load_engine_models
+from .loop import PassSettings, run_plan
 from .result import MultiViewResult
-from .stages import pass_seed, reference_images, sample_pass, sample_reference_orbit
+from .stages import pass_seed, sample_reference_orbit
 from .store import PassStore, RunRecord
 
 __all__ = ["SV4DPipeline"]
@@ -182,10 +185,11 @@ class SV4DPipeline:
                 S = ``config.framing.image_size``), a list of frames, or a video / gif / image-folder path.
             work_dir: folder for per-pass files; a rerun with the same work dir and config continues after the
                 last finished pass (bit-identical on CPU). A different config / input raises ValueError.
-            callback: called after every sampler step with ``{pass_index, pass_kind, step, total_steps, sigma,
-                sigma_next, direction, global_step, global_total, denoised}`` (SV3D stage: pass_index -1,
-                pass_kind "sv3d"; ``denoised``: current x0 estimate, latents ``[T, V, 4, h, w]`` (SV3D
-                ``[21, 4, h, w]``) on the device, for cheap previews; no copy is made).
+            callback: a reporter (``sv4d_models.events``): ``sample_step`` events after every sampler step
+                (``pass_index, pass_kind, step, total_steps, sigma, sigma_next, direction, global_step,
+                global_total, denoised``; SV3D stage: pass_index -1, pass_kind "sv3d"; ``denoised``: current x0
+                estimate, latents ``[T, V, 4, h, w]`` (SV3D ``[21, 4, h, w]``) on the device, for cheap previews;
+                no copy is made) and ``pass_resumed`` for passes found done in the work dir.
             should_stop: polled between steps and passes; True -> ``JobInterrupted`` (an ``InterruptedError``)
                 after saving finished passes.
             reroll: ``{pass_index: new_seed}``: re-sample those passes (-1 = SV3D stage) and every pass that
@@ -225,13 +229,17 @@ class SV4DPipeline:
         if not store.has_inputs():
             store.save_inputs(frames, masks)
         if not store.has_clip():
-            n, chunk = frames.shape[0], self.models.placement.encoding_t
-            store.save_clip(torch.cat([self.models.clip_embed(store.frames[list(range(i, min(i + chunk, n)))])
-                                       for i in range(0, n, chunk)]))
+            store.save_clip(self.models.clip_embed(store.frames))  # chunked by the models (placement.encoding_t)
+
+    def pass_settings(self, plan: Plan) -> PassSettings:
+        """The loop's settings of this pipeline's config for ``plan``."""
+        s = self.config.sampling
+        per_view = s.encode_per_view if s.encode_per_view is not None else plan.mode == "official"
+        return PassSettings(s.seed, None, s.cfg, s.min_cfg, s.elevations_deg, s.azimuths_deg, s.cond_aug, per_view)
 
     def _run_passes(self, plan: Plan, record: RunRecord, reference: torch.Tensor | None, callback,
                     should_stop: StopCheck | None) -> None:
-        """The stage loop: reference row (SV3D orbit or user views), then every planned pass not yet done."""
+        """The reference row (SV3D orbit or user views), then ``loop.run_plan`` over every pass not yet done."""
         s, store = self.config.sampling, record.store
         orbit_steps = s.sv3d_num_steps if plan.given_reference_row else 0
         total = plan.total_steps + (orbit_steps or 0)
@@ -239,41 +247,17 @@ class SV4DPipeline:
             if stop_requested(should_stop):
                 raise JobInterrupted("sampling", "stopped before the reference stage")
             if reference is not None:
-                rows = [(0, v) for v in range(1, plan.n_views + 1)]
-                store.save_pass(REFERENCE, {"cells": reference.clone(), "writes": rows, "seed": -1})
+                store.save_pass(REFERENCE, reference.clone(), [(0, v) for v in range(1, plan.n_views + 1)], -1)
             else:
                 seed = pass_seed(record.base_seed(REFERENCE, s.seed), REFERENCE)
+                emit = callback or (lambda event: None)
                 orbit = sample_reference_orbit(
                     self.sv3d_models(), store.frames[[0]], seed=seed, num_steps=orbit_steps,
                     elevations_deg=s.elevations_deg, azimuths_deg=s.azimuths_deg, cond_aug=s.cond_aug,
-                    callback=_global_callback(callback, REFERENCE, "sv3d", 0, total), should_stop=should_stop)
-                store.save_pass(REFERENCE, {"latents": orbit.latents, "cells": orbit.row, "seed": seed,
-                                            "writes": sorted(plan.reference_row()), "generator_state": orbit.generator_state})
+                    callback=lambda info: emit(events.sample_step(REFERENCE, "sv3d", info["step"], total, info)),
+                    should_stop=should_stop)
+                store.save_pass(REFERENCE, orbit.row, sorted(plan.reference_row()), seed, orbit.latents,
+                                orbit.generator_state)
             record.mark_done(REFERENCE)
-        per_view = s.encode_per_view if s.encode_per_view is not None else plan.mode == "official"
-        for p in plan.passes:
-            if record.done(p.index):
-                continue
-            if stop_requested(should_stop):
-                raise JobInterrupted("sampling", f"stopped before pass {p.index}")
-            seed = pass_seed(record.base_seed(p.index, s.seed), p.index)
-            out = sample_pass(self.models, p, store.frames, store.clip_embeds,
-                              reference_images(plan, p, store.outputs()), seed=seed, cfg=s.cfg, min_cfg=s.min_cfg,
-                              elevations_deg=s.elevations_deg, azimuths_deg=s.azimuths_deg, cond_aug=s.cond_aug,
-                              encode_per_view=per_view, should_stop=should_stop,
-                              callback=_global_callback(callback, p.index, p.kind, orbit_steps + p.index * s.num_steps,
-                                                        total))
-            store.save_pass(p.index, {"latents": out.latents, "cells": out.cells, "writes": p.writes, "seed": seed,
-                                      "generator_state": out.generator_state})
-            record.mark_done(p.index)
-
-
-def _global_callback(callback, index: int, kind: str, offset: int, total: int):
-    """Stage callback -> the run's callback (adds pass index / kind and the global step over the whole run)."""
-    if callback is None:
-        return None
-
-    def cb(info: dict) -> None:
-        callback({"pass_index": index, "pass_kind": kind, **info, "global_step": offset + info["step"],
-                  "global_total": total})
-    return cb
+        run_plan(self.models, plan, store.frames, store.clip_embeds, record, self.pass_settings(plan),
+                 on_event=callback, should_stop=should_stop, step_offset=orbit_steps or 0, total_steps=total)

@@ -121,8 +121,17 @@ class PassStore:
         return self._get("clip.pt")["embeds"]
 
     # ---- passes ----------------------------------------------------------------------------------
-    def save_pass(self, index: int, record: dict) -> None:
-        record = dict(record, writes=[list(c) for c in record["writes"]])
+    def save_pass(self, index: int, cells: torch.Tensor, writes, seed: int, latents: torch.Tensor | None = None,
+                  generator_state: torch.Tensor | None = None) -> None:
+        """Keep one pass (or with ``REFERENCE`` the reference row): this is the one pass-record format.
+
+        ``cells [n_writes, 3, S, S]`` in [-1, 1] in the order of ``writes`` (the ``(frame, view)`` cells it sets),
+        the seed it sampled with (-1: given, not sampled), its latents and the generator state after it."""
+        record = {"cells": cells, "writes": [list(c) for c in writes], "seed": int(seed)}
+        if latents is not None:
+            record["latents"] = latents
+        if generator_state is not None:
+            record["generator_state"] = generator_state
         self._put(_pass_name(index), record)
 
     def has_pass(self, index: int) -> bool:
@@ -142,6 +151,20 @@ class PassStore:
     def outputs(self) -> "StoredOutputs":
         """``{pass index: cells}`` view for ``stages.reference_images`` / ``assemble_matrix`` (loaded lazily)."""
         return StoredOutputs(self)
+
+    # ---- the loop's ledger (``loop.PassLedger``): a pass is done when its file is there ----------------
+    def done(self, index: int) -> bool:
+        return self.has_pass(index)
+
+    def base_seed(self, index: int, default: int) -> int:
+        return default
+
+    def record(self, index: int, result) -> None:
+        """Keep a ``stages.PassResult``."""
+        self.save_pass(index, result.cells, result.writes, result.seed, result.latents, result.generator_state)
+
+    def cells(self) -> "StoredOutputs":
+        return self.outputs()
 
     # ---- manifest --------------------------------------------------------------------------------
     def read_manifest(self) -> dict | None:
@@ -225,6 +248,14 @@ class RunRecord:
     def mark_done(self, index: int) -> None:
         self.manifest["done"] = sorted(set(self.manifest["done"]) | {index})
         self.store.write_manifest(self.manifest)
+
+    def record(self, index: int, result) -> None:
+        """``loop.PassLedger``: keep a ``stages.PassResult`` in the store, then mark it done in the manifest."""
+        self.store.record(index, result)
+        self.mark_done(index)
+
+    def cells(self) -> "StoredOutputs":
+        return self.store.outputs()
 
     def base_seed(self, index: int, default: int) -> int:
         """The base seed of pass ``index``: a re-roll override or the run's seed."""

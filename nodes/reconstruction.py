@@ -53,7 +53,7 @@ def fit(matrix: ImageMatrixValue, preset: str, seed: int, mask_threshold: float)
                                                        for f in dataclasses.fields(matrix.cameras)
                                                        if torch.is_tensor(getattr(matrix.cameras, f.name))})
         result = fit_dynamic_nerf(images, masks, cams, matrix.times.clone(), config,
-                                  callback=lambda info: bar.update_absolute(int(info["step"])), should_stop=should_stop)
+                                  callback=lambda event: bar.update_absolute(int(event["step"])), should_stop=should_stop)
     mm.soft_empty_cache()
     return NeRFValue(result, matrix, masks.cpu(), preset)
 

@@ -13,57 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from .kinds import FOUR_D_KINDS
+from .console import ConsoleReporter
 from .presets import FAST_FIT_STEPS, FAST_PRESET, PRESETS, default_preset, presets_help
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError)
-
-
-class Progress:
-    """One tqdm bar per stage (sampling steps, fit steps, exports), one summary line per stage on stdout."""
-
-    def __init__(self, quiet: bool = False):
-        self.quiet, self.bar, self.stage, self.started = quiet, None, None, time.perf_counter()
-
-    def _bar(self, stage: str, total: int, unit: str = "step"):
-        from tqdm import tqdm
-
-        if self.stage != stage:
-            self.close()
-            self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit=unit, disable=self.quiet, leave=False,
-                            unit_scale=unit == "B", dynamic_ncols=True)
-        return self.bar
-
-    def __call__(self, info: dict) -> None:
-        if "warning" in info:  # shown even with --quiet: something the user must know (e.g. a guessed model kind)
-            self.close()
-            print(f"sv4d: warning: {info['warning']}", file=sys.stderr, flush=True)
-        elif "summary" in info:
-            self.close()
-            if not self.quiet:
-                print(f"[{info['summary']}] {info['text']}", flush=True)
-        elif "global_step" in info:  # a sampler step
-            bar = self._bar("sampling", info["global_total"])
-            bar.update(info["global_step"] + 1 - bar.n)
-        elif info.get("event") == "rollback":
-            print(f"[nerf] loss spike at step {info['at_step']}: rolled back to step {info['to_step']}, learning rate "
-                  f"x{info['lr_scale']:.3g}", file=sys.stderr, flush=True)
-        elif "loss" in info and "stage" in info:  # a fit step
-            bar = self._bar("nerf fit", info.get("total_steps") or 0)
-            bar.update(info["step"] - bar.n)
-            bar.set_postfix(loss=f"{info['loss']:.3f}", stage=info["stage"], refresh=False)
-        elif "done" in info:
-            bar = self._bar(info["stage"], info["total"], info.get("unit", "item"))
-            bar.update(info["done"] - bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar, self.stage = None, None
 
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
@@ -123,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(a: argparse.Namespace, progress: Progress) -> dict:
+def _run(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
     from .job import JobSettings, run_job
 
     if a.model == "demo":
@@ -146,7 +102,7 @@ def _run(a: argparse.Namespace, progress: Progress) -> dict:
     return run_job(settings, progress)
 
 
-def _demo(a: argparse.Namespace, progress: Progress) -> dict:
+def _demo(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
     from .demo import run_demo
 
     return run_demo(out=a.out, fast=a.fast, resume=a.resume, overwrite=a.overwrite, report=progress)
@@ -162,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from .stopping import JobInterrupted
 
     a = parser().parse_args(argv)
-    progress = Progress(quiet=getattr(a, "quiet", False))
+    progress = ConsoleReporter(quiet=getattr(a, "quiet", False))
     try:
         manifest = _demo(a, progress) if a.cmd == "demo" else _run(a, progress)
     except (FitDivergedError, EmptyReconstructionError) as exc:
@@ -197,4 +153,4 @@ def entry() -> None:
     raise SystemExit(main())
 
 
-__all__ = ["main", "entry", "parser", "Progress"]
+__all__ = ["main", "entry", "parser"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import events
 from .job import JobSettings, run_job
 from .presets import FAST_FIT_STEPS, FAST_PRESET, default_preset
 
@@ -68,8 +69,8 @@ def run_demo(out: str = "sv4d_demo", fast: bool = False, resume: bool = False, o
     def evaluate(result) -> dict:
         q = compare_with_truth(result)
         if "psnr_generated_vs_truth" in q:
-            report({"summary": "quality", "text": f"generated views {q['psnr_generated_vs_truth']:.2f} dB vs the true "
-                                                  f"views (repeating the input view: {q['psnr_copy_input_vs_truth']:.2f} dB)"})
+            report(events.summary("quality", f"generated views {q['psnr_generated_vs_truth']:.2f} dB vs the true "
+                                                  f"views (repeating the input view: {q['psnr_copy_input_vs_truth']:.2f} dB)"))
         return q
 
     return run_job(settings, report, evaluate)

@@ -27,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from . import events
 from .checkpoint import CheckpointNotFoundError
 from .files import atomic_write_bytes, atomic_write_json, read_json
 from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, KINDS, ORBIT_KINDS
@@ -158,7 +159,7 @@ def file_sha256(path: Path, cache: Path | None = None, report: Reporter | None =
             h.update(block)
             done += len(block)
             if report is not None:
-                report({"stage": "hashing", "done": done, "total": st.st_size, "unit": "B"})
+                report(events.progress("hashing", done, st.st_size, "B"))
     digest = h.hexdigest()
     if cache is not None:
         atomic_write_json(cache, {**known, key: digest}, overwrite=True)
@@ -205,9 +206,9 @@ def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict, di
             raise ValueError(f"--sv3d {sv3d} is an {sv3d_info.kind} checkpoint; pass sv3d_u.safetensors or "
                              "sv3d_p.safetensors")
     if info.warning:
-        report({"warning": f"{info.warning} (here: --model-kind)"})
-    report({"summary": "models", "text": f"{kind} ({info.reason}) from {sv4d}" +
-            (f", reference orbit {sv3d_info.kind} from {sv3d}" if sv3d else "")})
+        report(events.warning(f"{info.warning} (here: --model-kind)"))
+    report(events.summary("models", f"{kind} ({info.reason}) from {sv4d}" +
+            (f", reference orbit {sv3d_info.kind} from {sv3d}" if sv3d else "")))
     kinds_record = {"sv4d": info.to_json(), "sv3d": None if sv3d_info is None else sv3d_info.to_json()}
     return kind, {"sv4d": sv4d, "sv3d": sv3d}, kinds_record
 
@@ -233,7 +234,7 @@ def _read_input(settings: JobSettings, kind: str, report: Reporter) -> torch.Ten
             raise ValueError(f"{settings.video} is {raw.shape[2]}x{raw.shape[1]}, not the {settings.image_size} px "
                              "the job expects without preprocessing")
         frames = to_model_frames(raw)
-    report({"summary": "input", "text": f"{frames.shape[0]} frames at {frames.shape[-1]} px from {settings.video}"})
+    report(events.summary("input", f"{frames.shape[0]} frames at {frames.shape[-1]} px from {settings.video}"))
     return frames
 
 
@@ -243,8 +244,8 @@ def _sampling(settings: JobSettings, kind: str, files: dict, frames: torch.Tenso
     pipe = SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d"], config=_pipeline_config(settings),
                                          model_kind=kind)
     result = pipe.run(frames, work_dir=out / "sampling", callback=report)
-    report({"summary": "sampling", "text": f"{len(result.plan.passes)} passes ({result.plan.mode} schedule) -> "
-                                           f"{result.n_frames} frames x {result.n_views} views"})
+    report(events.summary("sampling", f"{len(result.plan.passes)} passes ({result.plan.mode} schedule) -> "
+                                           f"{result.n_frames} frames x {result.n_views} views"))
     return pipe, result
 
 
@@ -264,7 +265,8 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
     text = f"PSNR {m['fitted']['psnr']:.2f} dB on the fitted views"
     if "held_out_view" in m:
         text += f", {m['held_out_view']['psnr']:.2f} dB held-out view, {m['held_out_frame']['psnr']:.2f} dB held-out frame"
-    report({"summary": "reconstruction", "text": f"{text}; {len(paths['mesh_vertices'])} meshes -> {out / 'reconstruction'}"})
+    report(events.summary("reconstruction",
+                          f"{text}; {len(paths['mesh_vertices'])} meshes -> {out / 'reconstruction'}"))
     return {"metrics": m, "nerf_config": config.to_dict(), "export": dataclasses.asdict(export),
             "outputs": {k: [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
                         for k, v in paths.items() if k in ("turntable", "glb", "meshes", "transforms")}}
@@ -272,8 +274,8 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
 
 def run_job(settings: JobSettings, report: Reporter = lambda info: None,
             evaluate: Callable[[object], dict] | None = None) -> dict:
-    """Run the whole job; ``report`` gets sampling / fit step dicts, ``{"stage", "done", "total"}`` progress and
-    ``{"summary": stage, "text"}`` lines; ``evaluate(result)`` (the sampled ``MultiViewResult``) may add a
+    """Run the whole job; ``report`` gets the events of ``sv4d_models.events`` (sampling and fit steps, progress,
+    one summary line per stage, warnings); ``evaluate(result)`` (the sampled ``MultiViewResult``) may add a
     ``"quality"`` entry (the demo compares with the ground truth). Returns the manifest (also ``out/manifest.json``)."""
     timings, started = {}, time.perf_counter()
     check_output(settings)  # everything cheap first; nothing is written until all of it passed
@@ -312,7 +314,7 @@ def run_job(settings: JobSettings, report: Reporter = lambda info: None,
                 "plan": result.plan.to_json(), "timings_s": {k: round(v, 2) for k, v in timings.items()},
                 **quality, **recon, **settings.extra}
     atomic_write_json(out / "manifest.json", manifest, overwrite=True)
-    report({"summary": "done", "text": f"outputs in {out} ({time.perf_counter() - started:.0f} s)"})
+    report(events.summary("done", f"outputs in {out} ({time.perf_counter() - started:.0f} s)"))
     return manifest
 
 

@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from . import events
 from .camera import Cameras
 from .files import atomic_write_json, check_writable
 
@@ -197,7 +198,8 @@ def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, tim
     ``times [F]``), check it, and write the export set into ``out_dir``.
 
     Returns ``{"fit": NeRFFitResult, "metrics": dict, name: path}``. ``callback`` gets the fit's per-step dicts and
-    ``{"stage": "quality" | "turntable" | "meshes", "done": i, "total": n}`` during the checks and exports. The fit
+    ``progress`` events (``sv4d_models.events``; stage ``quality`` / ``turntable`` / ``meshes``) during the checks
+    and exports. The fit
     resumes from ``out_dir/nerf`` when a previous run was interrupted (same data and config); ``should_stop()``
     returning True ends it with ``JobInterrupted`` (the fit checkpoint is kept, nothing exported).
     """
@@ -211,7 +213,7 @@ def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, tim
     export = export or ExportSettings()
     config = dataclasses.replace(config or cpu_preset(), checkpoint_dir=str(out / "nerf"))
     export = dataclasses.replace(export, mesh_threshold=resolve_mesh_threshold(export.mesh_threshold, config))
-    progress = (lambda stage, i, n: callback({"stage": stage, "done": i, "total": n})) if callback else \
+    progress = (lambda stage, i, n: callback(events.progress(stage, i, n))) if callback else \
         (lambda stage, i, n: None)
     frames, views = holdout_split(images, export)
     t = torch.as_tensor(times, dtype=torch.float64).reshape(-1)

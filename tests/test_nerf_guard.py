@@ -47,7 +47,7 @@ def test_a_nan_step_is_rolled_back_and_the_fit_recovers(monkeypatch):
     poison(monkeypatch, {5}, times=1)
     events = []
     res = fit_dynamic_nerf(images, masks, cams, times, cfg, callback=events.append)
-    rollbacks = [e for e in events if e.get("event") == "rollback"]
+    rollbacks = [e for e in events if e["type"] == "rollback"]
     assert len(rollbacks) == 1 and rollbacks[0]["at_step"] == 5 and rollbacks[0]["to_step"] == 4
     assert rollbacks[0]["lr_scale"] == 0.5 and [r["at_step"] for r in res.rollbacks] == [5]
     assert res.step == cfg.total_steps and len(res.history) == cfg.total_steps

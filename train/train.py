@@ -25,6 +25,9 @@ if __package__ in (None, ""):  # run as a script: import the package train/, not
 
 import torch  # noqa: E402
 
+from sv4d_models import events  # noqa: E402
+from sv4d_models.console import ConsoleReporter  # noqa: E402
+from sv4d_models.events import Reporter  # noqa: E402
 from sv4d_models.stopping import JobInterrupted, StopCheck, stop_requested  # noqa: E402
 from train.checkpointing import EMA, MetricsLog, load_checkpoint, resolve_resume, save_checkpoint  # noqa: E402
 from train.config import TrainConfig, load_config  # noqa: E402
@@ -156,12 +159,13 @@ def _write_weight_hash(acc, unet, out: Path) -> None:
     atomic_write_text(out / "logs" / f"weights_rank{acc.process_index}.sha256", digest + "\n", overwrite=True)
 
 
-def run(cfg: TrainConfig, should_stop: StopCheck | None = None) -> dict:
+def run(cfg: TrainConfig, should_stop: StopCheck | None = None, report: Reporter | None = None) -> dict:
     """Train as configured; returns ``{"step", "loss", "export", "validation"}``. ``should_stop()`` is polled after
-    every optimiser step: True saves a checkpoint and raises ``JobInterrupted`` (a rerun resumes from it)."""
-    from tqdm import tqdm
-
+    every optimiser step: True saves a checkpoint and raises ``JobInterrupted`` (a rerun resumes from it).
+    ``report`` gets a ``train_step`` event (``sv4d_models.events``) after every step on the main process (default:
+    the console reporter ``sv4d`` uses)."""
     acc = build_accelerator(cfg)
+    report = report or ConsoleReporter(quiet=not acc.is_main_process)
     out = Path(cfg.run.output_dir)
     unet, network, _ = build_model(cfg)
     dims = vector_dims(cfg.model.kind, cfg.model.size)
@@ -179,7 +183,6 @@ def run(cfg: TrainConfig, should_stop: StopCheck | None = None) -> dict:
     state = load_checkpoint(acc, resume) if resume is not None else {"step": 0}
     step, loss, val = int(state["step"]), float(state.get("loss", "nan")), {}  # loss: when resumed at max_steps
     metrics = MetricsLog(out, cfg.run.tracker, acc.is_main_process)
-    bar = tqdm(total=cfg.run.max_steps, initial=step, desc="train", disable=not acc.is_main_process)
     if cfg.run.validate_at_start and step == 0:
         validate(acc, cfg, unet, dataset, builder, dims, metrics, 0)
     while step < cfg.run.max_steps:
@@ -189,8 +192,8 @@ def run(cfg: TrainConfig, should_stop: StopCheck | None = None) -> dict:
         seconds, step = time.perf_counter() - started, step + 1
         if ema is not None:
             ema.update(acc.unwrap_model(unet))
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}")
+        if acc.is_main_process:
+            report(events.train_step(step, cfg.run.max_steps, loss, sched.get_last_lr()[0]))
         if step % cfg.run.log_every == 0 or step == cfg.run.max_steps:
             metrics.log(step, {"train/loss": loss, "train/grad_norm": grad_norm, "train/lr": sched.get_last_lr()[0],
                                "train/step_s": seconds})
@@ -201,7 +204,8 @@ def run(cfg: TrainConfig, should_stop: StopCheck | None = None) -> dict:
         if step < cfg.run.max_steps and stop_requested(should_stop):
             path = save_checkpoint(acc, out, step, {"loss": loss}, cfg.run.checkpoints_total_limit)
             raise JobInterrupted("training", f"step {step} is saved in {path}; run again to continue", step, True)
-    bar.close()
+    if isinstance(report, ConsoleReporter):
+        report.close()
     if cfg.run.record_weight_hashes:
         _write_weight_hash(acc, unet, out)
     exported = finish(acc, cfg, unet, ema, network, dims)

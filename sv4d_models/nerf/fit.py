@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .. import events
 from ..camera import Cameras
 from ..config import config_identity
 from ..files import atomic_torch_save, clean_temp_files, fingerprint
@@ -149,7 +150,8 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
     """Static-to-dynamic NeRF fit (SV4D section 3.2). See module docstring for shapes.
 
     ``normal_maps`` (optional) ``[F, V, H, W, 3]`` world-frame unit normals for the mono-normal prior.
-    ``callback(info)`` gets ``step, stage, loss, terms, n_evaluated`` and ``preview [h, w, 3]`` every
+    ``callback(event)`` gets ``fit_step`` events (``sv4d_models.events``: ``step, stage, loss, terms,
+    n_evaluated, total_steps``; ``rollback`` after a loss spike) and ``preview [h, w, 3]`` every
     ``preview_every`` steps. ``should_stop()`` is polled before every step; on True the fit saves a checkpoint
     (when ``checkpoint_dir`` is set) and raises ``JobInterrupted``. With ``checkpoint_dir`` a rerun resumes.
     """
@@ -175,10 +177,10 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
         state.history.append({k: v for k, v in info.items() if k != "preview"})
         if guard.after_step(state, info):  # rolled back to the last good state, learning rate lowered
             if callback is not None:
-                callback({**guard.events[-1], "step": state.step, "stage": info["stage"], "loss": info["loss"]})
+                callback(events.rollback(guard.events[-1], state.step, info["stage"], info["loss"]))
             continue
         if callback is not None:
-            callback({**info, "total_steps": config.total_steps})
+            callback(events.fit_step(info, config.total_steps))
         if ckpt is not None and state.step % config.checkpoint_every == 0:
             save_checkpoint(ckpt, state, config, data_id)
     if ckpt is not None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from sv4d_models.kinds import FOUR_D_KINDS
+from sv4d_models.kinds import (FOUR_D_KINDS, IMAGE_SIZE, KINDS, OFFICIAL_VIDEO_FRAMES, SV3D_N_VIEWS, kind_list,
+                               kind_values)
 from sv4d_models.pipeline.inputs import to_model_frames
 from sv4d_models.preprocess import preprocess_frames
 
@@ -15,7 +16,7 @@ from .compat import io
 from .sockets import Cameras, video_input
 from .values import CameraSpec, parse_angles
 
-PREPARE_HINT = "add an SV4D Prepare Video node (size 576) before this node"
+PREPARE_HINT = f"add an SV4D Prepare Video node (size {IMAGE_SIZE}) before this node"
 
 
 def video_frames(video) -> torch.Tensor:
@@ -30,8 +31,8 @@ def video_frames(video) -> torch.Tensor:
                          f"{tuple(video.shape) if torch.is_tensor(video) else type(video).__name__}")
     frames = video[None] if video.ndim == 3 else video
     if frames.shape[0] == 0:
-        raise ValueError("the video has zero frames: connect a video with at least one frame (SV4D uses 21, "
-                         "SV4D 2.0 12 or more)")
+        raise ValueError("the video has zero frames: connect a video with at least one frame (the official scripts "
+                         f"read {OFFICIAL_VIDEO_FRAMES})")
     return frames
 
 
@@ -63,13 +64,14 @@ class PrepareVideo(io.ComfyNode):
             description="Crops every frame around the object (one box over the whole clip), centres it on a white "
                         "square of the model's size, as the official SV4D scripts do.",
             inputs=[video_input(tooltip="frames of one object on a white / plain background (RGBA: alpha is used)"),
-                    io.Int.Input("size", default=576, min=16, max=2048, step=16,
-                                 tooltip="output side in pixels (official 576; the released models need a multiple "
-                                         "of 64)"),
-                    io.Int.Input("max_frames", default=21, min=0, max=4096,
-                                 tooltip="keep the first N frames (official 21; 0 = all)"),
-                    io.Float.Input("image_frame_ratio", default=0.917, min=0.05, max=1.0, step=0.001,
-                                   tooltip="share of the side the object spans (SV4D 0.917, SV4D 2.0 0.9)")],
+                    io.Int.Input("size", default=IMAGE_SIZE, min=16, max=2048, step=16,
+                                 tooltip=f"output side in pixels (official {IMAGE_SIZE}; the released models need a "
+                                         "multiple of 64)"),
+                    io.Int.Input("max_frames", default=OFFICIAL_VIDEO_FRAMES, min=0, max=4096,
+                                 tooltip=f"keep the first N frames (official {OFFICIAL_VIDEO_FRAMES}; 0 = all)"),
+                    io.Float.Input("image_frame_ratio", default=KINDS["sv4d"].image_frame_ratio, min=0.05, max=1.0,
+                                   step=0.001, tooltip="share of the side the object spans (official: "
+                                                       f"{kind_values('image_frame_ratio')})")],
             outputs=[io.Image.Output(display_name="frames", tooltip="square frames [F, size, size, 3] in [0, 1]"),
                      io.Mask.Output(display_name="masks", tooltip="object masks [F, size, size] of the frames")],
         )
@@ -92,12 +94,14 @@ class MakeCameras(io.ComfyNode):
         return io.Schema(
             node_id="SV4D_MakeCameras", display_name="SV4D Cameras", category="SV4D/cameras",
             description="Camera elevations / azimuths for a 4D model kind. Leave a list empty for the official "
-                        "values. sv4d: 1 or 21 values of the SV3D orbit in the official script's order (input view "
-                        "last); sv4d2 / sv4d2_8views: 1 or V+1 values, input view first, elevations relative.",
+                        f"values. sv4d: 1 or {SV3D_N_VIEWS} values of the SV3D orbit in the official script's order "
+                        f"(input view last); {kind_list(FOUR_D_KINDS[1:])}: 1 or V+1 values, input view first, "
+                        "elevations relative.",
             inputs=[io.Combo.Input("model_kind", options=list(FOUR_D_KINDS), default="sv4d",
                                    tooltip="the 4D model these cameras are for (must match the MODEL)"),
                     io.String.Input("elevations_deg", default="", tooltip="one elevation, or one per view "
-                                    "(degrees, comma separated); empty = official (sv4d 10, sv4d2 0 relative)"),
+                                    "(degrees, comma separated); empty = official "
+                                    f"({kind_values('default_elevation_deg')}; SV4D 2.0: relative to the input)"),
                     io.String.Input("azimuths_deg", default="", tooltip="one azimuth per view (degrees, comma "
                                     "separated); empty = the official trajectory")],
             outputs=[Cameras.Output(display_name="cameras", tooltip="camera settings for the sampling nodes")],

@@ -21,6 +21,7 @@ from .inputs import model_frames, same_size
 from .sockets import Cameras, model_inputs, seed_input, video_input
 from .values import CameraSpec, parse_angles
 
+N = SV3D_N_VIEWS
 ORBIT_COUNTS = (SV3D_N_VIEWS, len(SV4D_ORBIT_VIEWS), len(SV4D_ORBIT_VIEWS) - 1)  # 21, 9, 8
 
 
@@ -73,16 +74,18 @@ class SampleReferenceOrbit(io.ComfyNode):
                                    "input first; or 9 / 8 views) instead of sampling one; the SV3D model is then "
                                    "not loaded"),
                     seed_input(),
-                    io.Int.Input("steps", default=20, min=1, max=500,
-                                 tooltip="SV3D sampler steps (the official SV4D script uses its 20 steps here)"),
-                    io.Float.Input("elevation_deg", default=10.0, min=-90.0, max=90.0, step=0.5,
-                                   tooltip="camera elevation of the orbit in degrees (official 10)"),
-                    io.String.Input("elevations_deg", default="", tooltip="optional per-view elevations, 21 values "
-                                    "in the official script's order (input view last); overrides elevation_deg"),
-                    io.String.Input("azimuths_deg", default="", tooltip="optional 21 azimuths in the official "
-                                    "script's order (input view last); empty = 360/21 deg steps")],
-            outputs=[io.Image.Output(display_name="orbit", tooltip="the orbit views [21, S, S, 3], index 0 = the "
-                                                                   "input view, index k at azimuth k * 360 / 21"),
+                    io.Int.Input("steps", default=KINDS["sv4d"].default_steps, min=1, max=500,
+                                 tooltip="SV3D sampler steps (the official SV4D script uses its own "
+                                         f"{KINDS['sv4d'].default_steps} here)"),
+                    io.Float.Input("elevation_deg", default=KINDS["sv4d"].default_elevation_deg, min=-90.0, max=90.0,
+                                   step=0.5, tooltip="camera elevation of the orbit in degrees (official "
+                                                     f"{KINDS['sv4d'].default_elevation_deg:g})"),
+                    io.String.Input("elevations_deg", default="", tooltip=f"optional per-view elevations, {N} "
+                                    "values in the official script's order (input view last); overrides elevation_deg"),
+                    io.String.Input("azimuths_deg", default="", tooltip=f"optional {N} azimuths in the official "
+                                    f"script's order (input view last); empty = 360/{N} deg steps")],
+            outputs=[io.Image.Output(display_name="orbit", tooltip=f"the orbit views [{N}, S, S, 3], index 0 = the "
+                                                                   f"input view, index k at azimuth k * 360 / {N}"),
                      Cameras.Output(display_name="cameras", tooltip="SV4D camera settings of this orbit")],
         )
 

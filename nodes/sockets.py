@@ -5,6 +5,8 @@ The values on these sockets are the classes of ``values.py``: SV4D_CAMERAS -> ``
 """
 from __future__ import annotations
 
+from sv4d_models.kinds import kind_values
+
 from .compat import io
 
 Cameras = io.Custom("SV4D_CAMERAS")
@@ -38,13 +40,13 @@ def model_inputs(what: str, optional: bool = False, lazy: bool = False) -> list:
 def guidance_inputs() -> list:
     """steps / cfg / min_cfg widgets; 0 means the model kind's official value."""
     return [io.Int.Input("steps", default=0, min=0, max=500,
-                         tooltip="sampler steps per pass; 0 = official (sv4d 20, sv4d2 / sv4d2_8views 50); "
+                         tooltip=f"sampler steps per pass; 0 = official ({kind_values('default_steps')}); "
                                  "ignored when sigmas are connected"),
             io.Float.Input("cfg", default=0.0, min=0.0, max=30.0, step=0.05, round=0.001,
-                           tooltip="maximum guidance scale; 0 = official (sv4d 2.0, sv4d2 2.0, sv4d2_8views 2.5)"),
+                           tooltip=f"maximum guidance scale; 0 = official ({kind_values('cfg')})"),
             io.Float.Input("min_cfg", default=0.0, min=0.0, max=30.0, step=0.05, round=0.001,
                            tooltip="minimum guidance scale of the per-frame / per-view guider; 0 = official "
-                                   "(sv4d 1.0, sv4d2 1.0, sv4d2_8views 1.5)"),
+                                   f"({kind_values('min_cfg')})"),
             io.Sigmas.Input("sigmas", optional=True,
                             tooltip="optional noise schedule from any core scheduler node (steps = its length - 1); "
                                     "empty = the official EDM schedule (sigma 700 -> 0.002, rho 7)")]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .kinds import FOUR_D_KINDS, SV3D_N_VIEWS, SV4D_ORBIT_VIEWS, get_kind
+from .kinds import FOUR_D_KINDS, KINDS, SV3D_N_VIEWS, SV4D_ORBIT_VIEWS, get_kind
 
 FOV_DEG = 33.9  # vertical field of view of SV3D / SV4D renders
 CAMERA_DISTANCE = 2.0  # orbit radius used by the SV3D authors' reconstruction code
@@ -162,7 +162,8 @@ def _as_list(values, n: int, name: str, what: str) -> list[float]:
     return out
 
 
-def sv3d_conditioning_angles(elevations_deg=10.0, azimuths_deg=None, n_views: int = SV3D_N_VIEWS):
+def sv3d_conditioning_angles(elevations_deg=KINDS["sv3d_p"].default_elevation_deg, azimuths_deg=None,
+                             n_views: int = SV3D_N_VIEWS):
     """SV3D orbit conditioning in raw model order (input view last), as ``simple_video_sample_4d.py``.
 
     Args:
@@ -181,7 +182,8 @@ def sv3d_conditioning_angles(elevations_deg=10.0, azimuths_deg=None, n_views: in
     return polars_rad, azimuths_rad
 
 
-def sv4d_conditioning_angles(elevations_deg=10.0, azimuths_deg=None, official: bool = True):
+def sv4d_conditioning_angles(elevations_deg=KINDS["sv4d"].default_elevation_deg, azimuths_deg=None,
+                             official: bool = True):
     """Per-view (8 views) SV4D camera conditioning from the SV3D orbit arguments.
 
     ``elevations_deg`` / ``azimuths_deg`` are the official CLI arguments (scalar or 21 values in raw SV3D
@@ -205,19 +207,20 @@ def sv4d_conditioning_angles(elevations_deg=10.0, azimuths_deg=None, official: b
     return polars, azims
 
 
-def sv4d2_conditioning_angles(model_kind: str = "sv4d2", elevations_deg=0.0, azimuths_deg=None):
+def sv4d2_conditioning_angles(model_kind: str = "sv4d2", elevations_deg=None, azimuths_deg=None):
     """Per-view SV4D 2.0 conditioning as ``simple_video_sample_4d2.py`` (relative polar and azimuth).
 
     Args:
-        elevations_deg: scalar or V+1 elevations (deg), index 0 = input view.
+        elevations_deg: scalar or V+1 elevations (deg), index 0 = input view; default the kind's (0: the input's).
         azimuths_deg: V+1 azimuths (deg), index 0 = input view; default ``KINDS[model_kind].azimuths_deg``.
     Returns:
         ``(polars_rad [V], azimuths_rad [V])`` float64: polar ``(p_v - p_0 + pi/2) mod 2pi``,
         azimuth ``(a_v - a_0) mod 2pi`` (computed as the script does).
     """
-    default = get_kind(model_kind, ("sv4d2", "sv4d2_8views")).azimuths_deg
-    n_views = len(default)
-    elevs = _as_list(elevations_deg, n_views, "elevations_deg", "input view first")
+    spec = get_kind(model_kind, ("sv4d2", "sv4d2_8views"))
+    default, n_views = spec.azimuths_deg, len(spec.azimuths_deg)
+    elev = spec.default_elevation_deg if elevations_deg is None else elevations_deg
+    elevs = _as_list(elev, n_views, "elevations_deg", "input view first")
     azims = _as_list(default if azimuths_deg is None else azimuths_deg, n_views, "azimuths_deg", "input view first")
     polars_rad = np.array([np.deg2rad(90 - e) for e in elevs])
     azimuths_rad = np.array([np.deg2rad((a - azims[-1]) % 360) for a in azims])

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from .kinds import FOUR_D_KINDS
+from .kinds import FOUR_D_KINDS, IMAGE_SIZE, OFFICIAL_VIDEO_FRAMES, ORBIT_KINDS, kind_list, kind_values
 from .console import ConsoleReporter
 from .presets import FAST_FIT_STEPS, FAST_PRESET, PRESETS, default_preset, presets_help
 
@@ -24,22 +24,26 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADi
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
-    g.add_argument("--sv4d", default=None, help="4D checkpoint (sv4d / sv4d2 / sv4d2_8views .safetensors); default: "
-                                                "the official file name in $SV4D_MODELS or ./checkpoints")
-    g.add_argument("--sv3d", default=None, help="SV3D checkpoint for sv4d's reference orbit (sv3d_u / sv3d_p); default: "
-                   "sv3d_u or sv3d_p.safetensors in $SV4D_MODELS or ./checkpoints")
+    g.add_argument("--sv4d", default=None, help=f"4D checkpoint ({kind_list()} .safetensors); default: the official "
+                                                "file name in $SV4D_MODELS or ./checkpoints")
+    g.add_argument("--sv3d", default=None, help=f"SV3D checkpoint for sv4d's reference orbit ({kind_list(ORBIT_KINDS)}); "
+                   "default: its official file name in $SV4D_MODELS or ./checkpoints")
     g.add_argument("--model", choices=("official", "demo"), default="official",
                    help="demo: the bundled 64 px demo model instead of official weights")
     g.add_argument("--model-kind", choices=FOUR_D_KINDS, default=None,
-                   help="sv4d2_8views shares its keys with sv4d2: name it (default: from the file)")
+                   help="the model kind (default: from the file: our metadata, the official file name, the weights; "
+                        "sv4d2 and sv4d2_8views files have identical weights layouts)")
     g = p.add_argument_group("sampling")
     g.add_argument("--frames", type=int, default=None, help="use the first N frames (default: all)")
     g.add_argument("--elevation", type=float, default=None, help="camera elevation in degrees (default: official)")
-    g.add_argument("--steps", type=int, default=None, help="sampler steps per pass (default: 20 sv4d, 50 sv4d2)")
+    g.add_argument("--steps", type=int, default=None,
+                   help=f"sampler steps per pass (default: the kind's official: {kind_values('default_steps')})")
     g.add_argument("--seed", type=int, default=23, help="base seed (pass k samples with a seed derived from it)")
-    g.add_argument("--image-size", type=int, default=576, help="frame size in pixels (the official models: 576)")
+    g.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                   help=f"frame size in pixels (the official models: {IMAGE_SIZE})")
     g.add_argument("--mode", choices=("auto", "official", "extended"), default="auto",
-                   help="official: the scripts' schedule exactly (21 frames); extended: any length")
+                   help=f"official: the scripts' schedule exactly ({OFFICIAL_VIDEO_FRAMES} frames for sv4d); extended: any "
+                        "length")
     g.add_argument("--device", default=None, help="cpu / cuda / cuda:N (default: cuda when available)")
     g.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
                    help="UNet precision (auto: float16 on CUDA, float32 on CPU)")

@@ -30,7 +30,7 @@ import torch
 from . import events
 from .checkpoint import CheckpointNotFoundError
 from .files import atomic_write_bytes, atomic_write_json, read_json
-from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, KINDS, ORBIT_KINDS
+from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, IMAGE_SIZE, KINDS, ORBIT_KINDS
 from .presets import PRESETS
 
 JOB_OUTPUTS = ("manifest.json", "grid.png", "videos", "sampling", "reconstruction")
@@ -55,7 +55,7 @@ class JobSettings:
     seed: int = 23
     device: str | None = None
     dtype: str = "auto"
-    image_size: int = 576
+    image_size: int = IMAGE_SIZE
     mode: str = "auto"
     preset: str = "gpu"  # NeRF fit preset: tiny / cpu / gpu
     fit_steps: int | None = None
@@ -73,7 +73,7 @@ class JobSettings:
         checks = [(self.seed >= 0 and self.seed < 2**63, f"seed={self.seed} must be in [0, 2^63)"),
                   (self.frames is None or self.frames >= 1, f"frames={self.frames} must be >= 1"),
                   (self.steps is None or self.steps >= 1, f"steps={self.steps} must be >= 1"),
-                  (self.image_size >= 16, f"image_size={self.image_size} must be >= 16 (576 for the official models)"),
+                  (self.image_size >= 16, f"image_size={self.image_size} must be >= 16 ({IMAGE_SIZE} for the official models)"),
                   (self.fit_steps is None or self.fit_steps >= 2, f"fit_steps={self.fit_steps} must be >= 2"),
                   (self.preset in PRESETS, f"preset={self.preset!r}: use one of {', '.join(PRESETS)}"),
                   (not (self.resume and self.overwrite), "resume and overwrite exclude each other: pick one")]

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from .frames_io import SUPPORTED_EXTENSIONS, load_frames, read_video_file, validate_frames
-from .kinds import KINDS
+from .kinds import IMAGE_SIZE, KINDS
 
 __all__ = ["Preprocessed", "preprocess_frames", "pingpong_pad", "load_frames", "validate_frames",
            "SUPPORTED_EXTENSIONS"]
@@ -192,7 +192,7 @@ def mp4_roundtrip(frames_u8: np.ndarray, fps: int = MP4_FPS) -> np.ndarray:
     n, h, w, _ = frames_u8.shape
     if h % 16 or w % 16:
         raise ValueError(f"the official mp4 round trip needs a size divisible by 16 (ffmpeg would rescale), got "
-                         f"{w}x{h}; use size=576 or another multiple of 16")
+                         f"{w}x{h}; use size={IMAGE_SIZE} or another multiple of 16")
     with tempfile.TemporaryDirectory(prefix="sv4d_preprocess_") as tmp:
         path = os.path.join(tmp, "process_input.mp4")
         # the arguments imageio's FFMPEG writer passes for mimwrite(path, frames, fps=10): quality None -> libx264
@@ -233,7 +233,7 @@ def _remove_background(frames: torch.Tensor) -> torch.Tensor:
 
 def _check_args(size: int, image_frame_ratio: float, white_threshold: float) -> None:
     if not isinstance(size, int) or isinstance(size, bool) or size < 8:
-        raise ValueError(f"size must be an int >= 8, got {size!r}; SV4D uses 576")
+        raise ValueError(f"size must be an int >= 8, got {size!r}; SV4D uses {IMAGE_SIZE}")
     if not 0.0 < float(image_frame_ratio) <= 1.0:
         raise ValueError(f"image_frame_ratio must be in (0, 1], got {image_frame_ratio!r}; SV4D uses 0.917, "
                          "SV4D 2.0 0.9")
@@ -287,7 +287,7 @@ def _preprocess(frames: torch.Tensor, size: int, image_frame_ratio: float, white
         paste=(pl.offset[1], pl.offset[0]), half=pl.half, side=pl.side, scale=size / pl.side, official=official)
 
 
-def preprocess_frames(frames: torch.Tensor, size: int = 576,
+def preprocess_frames(frames: torch.Tensor, size: int = IMAGE_SIZE,
                       image_frame_ratio: float = KINDS["sv4d"].image_frame_ratio, white_threshold: float = 250, remove_bg: bool = False, official: bool = False) -> Preprocessed:
     """Crop, centre, resize and white-composite frames for SV4D (reference doc 6.2; modes in the module docstring).
 

@@ -22,7 +22,7 @@ import torch
 from sv4d_models.camera import Cameras
 from sv4d_models.files import atomic_path, atomic_write_json, check_writable
 from sv4d_models.images import to_uint8
-from sv4d_models.kinds import FOUR_D_KINDS
+from sv4d_models.kinds import FOUR_D_KINDS, OFFICIAL_VIDEO_FRAMES, SV3D_N_VIEWS
 from sv4d_models.pipeline.models import Placement, load_encoder_models
 from sv4d_models.synthetic import KINDS as SCENE_KINDS
 from sv4d_models.synthetic import SyntheticScene
@@ -216,8 +216,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--objects", type=int, default=32, help="training objects")
     p.add_argument("--val-objects", type=int, default=2, help="held-out objects (orbit + matrix records)")
     p.add_argument("--size", type=int, default=64, help="render size in pixels (a multiple of 8)")
-    p.add_argument("--views", type=int, default=21, help="views per orbit")
-    p.add_argument("--frames", type=int, default=21, help="frames per orbit")
+    p.add_argument("--views", type=int, default=SV3D_N_VIEWS, help="views per orbit")
+    p.add_argument("--frames", type=int, default=OFFICIAL_VIDEO_FRAMES, help="frames per orbit")
     p.add_argument("--scene-kinds", nargs="+", default=list(SCENE_KINDS), choices=SCENE_KINDS)
     p.add_argument("--matrix-kind", default="sv4d", choices=FOUR_D_KINDS, help="cameras of the validation matrix")
     p.add_argument("--seed", type=int, default=0)

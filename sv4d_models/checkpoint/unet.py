@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 
 from ..config import OFFICIAL_NETWORK_CONFIGS, UNetConfig
+from ..kinds import KINDS
 from ..unet import SV4DUNet, build_unet
 from .kind import UNET_PREFIX, CheckpointKind, resolve_kind, unet_shapes, vector_dims, warn_if_unsure
 from .source import META_NETWORK, CheckpointSource, as_source
@@ -118,8 +119,8 @@ def plan_unet(source, model_kind: str | None = None, network_config: dict | UNet
         info = resolve_kind(src, model_kind)
         if network_config is None:
             cfg = infer_network_config(info.kind, shapes, src.metadata)
-            if info.kind in ("sv4d2", "sv4d2_8views"):  # same keys: the kind decides the view-attention grouping
-                cfg = cfg.replace(use_3d_attention=(info.kind == "sv4d2"))
+            if KINDS[info.kind].is_4d:  # sv4d2 / sv4d2_8views files have the same keys: the kind decides
+                cfg = cfg.replace(use_3d_attention=KINDS[info.kind].view_grouping_3d)
         else:
             cfg = network_config if isinstance(network_config, UNetConfig) else UNetConfig.from_network_config(network_config)
         plan = UNetPlan(info, cfg, prefix, expected_unet_shapes(cfg), src.name())

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..config import check_known_keys, config_identity
-from ..kinds import FOUR_D_KINDS, ORBIT_KINDS, get_kind
+from ..kinds import FOUR_D_KINDS, IMAGE_SIZE, ORBIT_KINDS, get_kind
 from .models import DECODE_CHUNK, ENCODE_CHUNK
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -83,7 +83,7 @@ class SamplingConfig:
 class FramingConfig:
     """How input frames become model input."""
 
-    image_size: int = 576  # square frame side; a multiple of 8 * 2^(UNet levels - 1) (64 for the released UNets)
+    image_size: int = IMAGE_SIZE  # square frame side; a multiple of 8 * 2^(UNet levels - 1) (64 for the released UNets)
     image_frame_ratio: float | None = None  # object size in the frame for file inputs; None = 0.917 / 0.9
     max_frames: int | None = None  # file inputs: keep the first N frames (official: 21); None = all
     remove_bg: bool = False  # file inputs: rembg background removal of RGB frames (optional dependency)
@@ -91,7 +91,7 @@ class FramingConfig:
 
     def __post_init__(self) -> None:
         _check([
-            (int(self.image_size) >= 8, f"image_size={self.image_size} must be >= 8 (official 576)"),
+            (int(self.image_size) >= 8, f"image_size={self.image_size} must be >= 8 (official {IMAGE_SIZE})"),
             (self.image_frame_ratio is None or 0 < self.image_frame_ratio <= 1,
              f"image_frame_ratio={self.image_frame_ratio} must be in (0, 1]"),
             (self.max_frames is None or int(self.max_frames) >= 1, f"max_frames={self.max_frames} must be >= 1"),

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..kinds import SV3D_N_VIEWS, SV4D_ORBIT_VIEWS
+from ..kinds import IMAGE_SIZE, OFFICIAL_VIDEO_FRAMES, SV3D_N_VIEWS, SV4D_ORBIT_VIEWS
 
 
 def _layout(shape: tuple[int, ...]) -> str:
@@ -33,7 +33,8 @@ def _stack(frames) -> torch.Tensor:
         frames = torch.from_numpy(np.ascontiguousarray(frames))
     if isinstance(frames, (list, tuple)):
         if len(frames) == 0:
-            raise ValueError("no frames: got an empty list; pass at least one frame (SV4D uses 21)")
+            raise ValueError("no frames: got an empty list; pass at least one frame "
+                             f"(SV4D uses {OFFICIAL_VIDEO_FRAMES})")
         items = [torch.as_tensor(np.asarray(f)) if not torch.is_tensor(f) else f for f in frames]
         shapes = sorted({tuple(f.shape) for f in items})
         if len(shapes) > 1:
@@ -57,7 +58,8 @@ def to_model_frames(frames) -> torch.Tensor:
     if x.ndim != 4:
         raise ValueError(f"frames have shape {tuple(x.shape)}; expected [F, 3, S, S] or [F, S, S, 3]")
     if x.shape[0] == 0:
-        raise ValueError("no frames: the frame tensor is empty; pass at least one frame (SV4D uses 21)")
+        raise ValueError("no frames: the frame tensor is empty; pass at least one frame "
+                         f"(SV4D uses {OFFICIAL_VIDEO_FRAMES})")
     layout = _layout(tuple(x.shape))
     channels = x.shape[1] if layout == "cf" else x.shape[3]
     if channels != 3:
@@ -109,7 +111,7 @@ def check_image_size(size: int, channel_mult_levels: int) -> None:
         lo, hi = max(step, size // step * step), (size // step + 1) * step
         raise ValueError(f"image size {size} cannot be used by this UNet: it must be a multiple of {step} "
                          f"(8 x 2^{channel_mult_levels - 1}); resize the frames to {lo} or {hi} "
-                         "(the official size is 576)")
+                         f"(the official size is {IMAGE_SIZE})")
 
 
 def reference_row(views, n_views: int, size: int) -> torch.Tensor:

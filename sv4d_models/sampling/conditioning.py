@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..kinds import FOUR_D_KINDS, ORBIT_KINDS, VECTOR_DIMS, get_kind
+from ..kinds import FOUR_D_KINDS, ORBIT_KINDS, SV3D_N_VIEWS, VECTOR_DIMS, get_kind
 
 SIGMA_COND = 1e-5  # ZeroSampler sigma: the value embedded in the first 256 dims of the SV4D vector
 
@@ -163,7 +163,7 @@ def build_sv3d_cond(
     model_kind: str,
     clip_embed: torch.Tensor,
     image_latent: torch.Tensor,
-    n_frames: int = 21,
+    n_frames: int = SV3D_N_VIEWS,
     polars_rad=None,
     azimuths_rad=None,
     cond_aug: float = SIGMA_COND,

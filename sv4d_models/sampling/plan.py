@@ -196,13 +196,8 @@ class Plan:
 
 
 def official_supported(model_kind: str, n_frames: int) -> bool:
-    """Whether the official script runs and generates every frame for this length."""
-    get_kind(model_kind, FOUR_D_KINDS)
-    if model_kind == "sv4d":
-        return n_frames == 21
-    if model_kind == "sv4d2":
-        return 12 <= n_frames <= 23  # n < 12: negative t0; n >= 24: window 2 reads an ungenerated row
-    return n_frames >= 5 and (n_frames - 1) % 4 == 0  # sv4d2_8views: otherwise the tail is never generated
+    """Whether the official script runs and generates every frame for this length (``KindSpec.official_frames``)."""
+    return get_kind(model_kind, FOUR_D_KINDS).runs_officially(n_frames)
 
 
 def fit_rows(frames: list[int], n_rows: int, pad: str = "pingpong") -> list[int]:

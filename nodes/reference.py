@@ -25,7 +25,7 @@ N = SV3D_N_VIEWS
 ORBIT_COUNTS = (SV3D_N_VIEWS, len(SV4D_ORBIT_VIEWS), len(SV4D_ORBIT_VIEWS) - 1)  # 21, 9, 8
 
 
-def orbit_cameras(elevation_deg: float, elevations_deg: str, azimuths_deg: str) -> CameraSpec:
+def orbit_camera_spec(elevation_deg: float, elevations_deg: str, azimuths_deg: str) -> CameraSpec:
     """SV4D camera settings of an orbit: the widget elevation, or per-view lists (raw official order)."""
     elev = parse_angles(elevations_deg, "elevations_deg")
     elev = float(elevation_deg) if elev is None else (elev[0] if len(elev) == 1 else elev)
@@ -99,7 +99,7 @@ class SampleReferenceOrbit(io.ComfyNode):
     def execute(cls, video, seed: int, steps: int, elevation_deg: float, elevations_deg: str, azimuths_deg: str,
                 model=None, clip_vision=None, vae=None, orbit=None) -> io.NodeOutput:
         frames = model_frames(video)
-        cameras = orbit_cameras(elevation_deg, elevations_deg, azimuths_deg)
+        cameras = orbit_camera_spec(elevation_deg, elevations_deg, azimuths_deg)
         if orbit is not None:
             return io.NodeOutput(given_orbit(orbit, frames.shape[-1]), cameras)
         if model is None:

@@ -5,6 +5,7 @@ The values on these sockets are the classes of ``values.py``: SV4D_CAMERAS -> ``
 """
 from __future__ import annotations
 
+from sv4d_models.config import MAX_SEED
 from sv4d_models.kinds import kind_values
 
 from .compat import io
@@ -24,7 +25,7 @@ def video_input(name: str = "video", tooltip: str = "the input video: an IMAGE b
 
 
 def seed_input(default: int = 23) -> io.Int.Input:
-    return io.Int.Input("seed", default=default, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+    return io.Int.Input("seed", default=default, min=0, max=MAX_SEED, control_after_generate=True,
                         tooltip=SEED_TOOLTIP)
 
 

@@ -28,7 +28,7 @@ _EXPORTS: dict[str, str] = {  # public name -> module that defines it
     "VAEEncoder": ".encoders",
     "VAEDecoder": ".encoders",
     "write_tiny_checkpoint": ".tiny_checkpoint",
-    "plan": ".sampling.plan",
+    "make_plan": ".sampling.plan",
     "load_frames": ".preprocess",
     "validate_frames": ".preprocess",
     "preprocess_frames": ".preprocess",

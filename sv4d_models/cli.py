@@ -16,6 +16,7 @@ import sys
 
 from .kinds import FOUR_D_KINDS, IMAGE_SIZE, OFFICIAL_VIDEO_FRAMES, ORBIT_KINDS, kind_list, kind_values
 from .console import ConsoleReporter
+from .images import FOREGROUND_THRESHOLD
 from .presets import FAST_FIT_STEPS, FAST_PRESET, PRESETS, default_preset, presets_help
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
@@ -55,7 +56,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--turntable-size", type=int, default=None, help="turntable video size (default: the preset's)")
     g.add_argument("--mesh-resolution", type=int, default=None, help="marching-cubes grid (default: the preset's)")
     g.add_argument("--mesh-threshold", type=float, default=None,
-                   help="surface density (default: ln 2 / the fit's render step: 11.9 tiny, 23.8 cpu preset)")
+                   help="surface density (default: where one render sample of the fit is half opaque, ln 2 / step)")
+    g.add_argument("--mask-threshold", type=float, default=FOREGROUND_THRESHOLD,
+                   help="the fit's masks: a pixel with any channel below this is the object (white backgrounds)")
     g.add_argument("--skip-nerf", action="store_true", help="stop after the sampled videos")
     g = p.add_argument_group("output")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -101,7 +104,8 @@ def _run(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
                                fit_steps=a.fit_steps or (FAST_FIT_STEPS if a.fast else None),
                                turntable_frames=a.turntable_frames,
                                turntable_size=a.turntable_size, mesh_resolution=a.mesh_resolution,
-                               mesh_threshold=a.mesh_threshold, skip_nerf=a.skip_nerf, resume=a.resume,
+                               mesh_threshold=a.mesh_threshold, mask_threshold=a.mask_threshold,
+                               skip_nerf=a.skip_nerf, resume=a.resume,
                                overwrite=a.overwrite)
     return run_job(settings, progress)
 

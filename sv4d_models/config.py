@@ -7,7 +7,7 @@ naming the key, the value and what is supported: a silently different network is
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from typing import Any
 
 from .kinds import get_kind
@@ -20,6 +20,62 @@ def check_known_keys(cls: type, d: dict[str, Any]) -> None:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
                          + f"; known keys: {sorted(names)}")
+
+
+MAX_SEED = 2**63 - 1  # seeds are int64 everywhere (torch generators, work-dir records): the library, CLI and nodes
+
+
+def check_all(checks: list[tuple[bool, str]]) -> None:
+    """Raise ValueError with the message of the first failed ``(ok, message)`` check (config ``__post_init__``)."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+class ConfigGroups:
+    """The keys of a config made of groups (``PipelineConfig``, the trainer's ``TrainConfig``): a key is
+    ``group.key``, a key name unique among the groups, or a whole group as a mapping (``{"sampling": {...}}``).
+
+    ``split(changes)`` -> ``{group: {key: value}}``; unknown, ambiguous or misplaced keys raise ValueError naming them.
+    """
+
+    def __init__(self, owner: str, groups: dict[str, type]):
+        self.owner, self.groups = owner, groups
+        self.group_of: dict[str, list[str]] = {}
+        for group, cls in groups.items():
+            for f in fields(cls):
+                self.group_of.setdefault(f.name, []).append(group)
+
+    def route(self, key: str) -> tuple[str, str]:
+        """``group.key`` or a unique ``key`` -> ``(group, key)``."""
+        if "." in key:
+            group, name = key.split(".", 1)
+            if group not in self.groups or name not in {f.name for f in fields(self.groups[group])}:
+                known = sorted(f"{g}.{n}" for n, gs in self.group_of.items() for g in gs)
+                raise ValueError(f"unknown {self.owner} key {key!r}; known: {known}")
+            return group, name
+        groups = self.group_of.get(key)
+        if not groups:
+            raise ValueError(f"unknown {self.owner} key {key!r}; known keys: {sorted(self.group_of)} (flat) or the "
+                             f"groups {list(self.groups)}")
+        if len(groups) > 1:
+            raise ValueError(f"{self.owner} key {key!r} is ambiguous ({groups}); write group.key")
+        return groups[0], key
+
+    def split(self, changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {group: {} for group in self.groups}
+        for key, value in changes.items():
+            if key in self.groups:
+                if is_dataclass(value):
+                    value = asdict(value)
+                if not isinstance(value, dict):
+                    raise ValueError(f"{self.owner} section {key!r} must be a mapping, got {value!r}")
+                check_known_keys(self.groups[key], value)
+                out[key].update(value)
+            else:
+                group, name = self.route(key)
+                out[group][name] = value
+        return out
 
 
 def config_identity(cfg) -> dict[str, Any]:

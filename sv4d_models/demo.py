@@ -29,7 +29,7 @@ def demo_settings(out: str, video: str | None = None, fast: bool = False, overri
     steps = o.get("steps") or DEMO_STEPS
     preset = o.get("preset") or (FAST_PRESET if fast else default_preset(cuda=False))  # the demo runs on the CPU
     keep = ("seed", "fit_steps", "turntable_frames", "turntable_size", "mesh_resolution", "mesh_threshold",
-            "skip_nerf", "device", "frames")
+            "mask_threshold", "skip_nerf", "device", "frames")
     return JobSettings(video=str(video or DEMO_INPUT), out=str(out), sv4d=str(demo_model_path()), model_kind=DEMO_KIND,
                        image_size=DEMO_IMAGE_SIZE, steps=steps, cfg=DEMO_CFG, min_cfg=DEMO_MIN_CFG, preset=preset,
                        dtype="float32",

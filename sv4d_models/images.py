@@ -6,9 +6,12 @@ Conventions: images are float in [0, 1], channels last (``[..., H, W, 3]``); uin
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads FOREGROUND_THRESHOLD without loading torch
+    import torch
 
 FOREGROUND_THRESHOLD = 0.97  # a pixel with any channel below this is foreground (white backgrounds, SV3D's rule)
 
@@ -17,11 +20,14 @@ def to_uint8(images):
     """Float images in [0, 1] (tensor or array, any shape) -> uint8 of the same kind, the nearest 1/255 step."""
     if isinstance(images, np.ndarray):
         return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    import torch
+
     return (images.detach().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
 
 
 def png_bytes(rgb: torch.Tensor, mask: torch.Tensor | None = None) -> bytes:
     """``rgb [H, W, 3]`` in [0, 1] (+ optional ``mask [H, W]`` as alpha) -> PNG bytes."""
+    import torch
     from PIL import Image
 
     arr = rgb.detach().float().cpu()

@@ -29,8 +29,10 @@ import torch
 
 from . import events
 from .checkpoint import CheckpointNotFoundError
+from .config import MAX_SEED, check_all
 from .files import atomic_write_bytes, atomic_write_json, read_json
 from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, IMAGE_SIZE, KINDS, ORBIT_KINDS
+from .images import FOREGROUND_THRESHOLD
 from .presets import PRESETS
 
 JOB_OUTPUTS = ("manifest.json", "grid.png", "videos", "sampling", "reconstruction")
@@ -58,6 +60,7 @@ class JobSettings:
     image_size: int = IMAGE_SIZE
     mode: str = "auto"
     preset: str = "gpu"  # NeRF fit preset: tiny / cpu / gpu
+    mask_threshold: float = FOREGROUND_THRESHOLD  # fit masks: a pixel with any channel below this is the object
     fit_steps: int | None = None
     turntable_frames: int | None = None
     turntable_size: int | None = None
@@ -70,16 +73,16 @@ class JobSettings:
     extra: dict = field(default_factory=dict)  # recorded in the manifest (e.g. the demo's model card)
 
     def __post_init__(self) -> None:
-        checks = [(self.seed >= 0 and self.seed < 2**63, f"seed={self.seed} must be in [0, 2^63)"),
+        check_all([(0 <= self.seed <= MAX_SEED, f"seed={self.seed} must be in [0, 2^63)"),
                   (self.frames is None or self.frames >= 1, f"frames={self.frames} must be >= 1"),
                   (self.steps is None or self.steps >= 1, f"steps={self.steps} must be >= 1"),
-                  (self.image_size >= 16, f"image_size={self.image_size} must be >= 16 ({IMAGE_SIZE} for the official models)"),
+                  (self.image_size >= 16,
+                   f"image_size={self.image_size} must be >= 16 ({IMAGE_SIZE} for the official models)"),
+                  (0.0 < self.mask_threshold <= 1.0, f"mask_threshold={self.mask_threshold} must be in (0, 1] "
+                                                     f"(default {FOREGROUND_THRESHOLD})"),
                   (self.fit_steps is None or self.fit_steps >= 2, f"fit_steps={self.fit_steps} must be >= 2"),
                   (self.preset in PRESETS, f"preset={self.preset!r}: use one of {', '.join(PRESETS)}"),
-                  (not (self.resume and self.overwrite), "resume and overwrite exclude each other: pick one")]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+                  (not (self.resume and self.overwrite), "resume and overwrite exclude each other: pick one")])
 
 
 def model_folders() -> list[Path]:
@@ -258,7 +261,7 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
     export = preset.export_settings(turntable_frames=settings.turntable_frames, turntable_size=settings.turntable_size,
                                     mesh_resolution=settings.mesh_resolution, mesh_threshold=settings.mesh_threshold)
     images = result.images
-    masks = foreground_masks(images)  # white background -> foreground (the SV3D authors' rule)
+    masks = foreground_masks(images, settings.mask_threshold)  # white background -> foreground
     paths = reconstruct(images, masks, result.cameras, result.times, out / "reconstruction", config, export,
                         callback=report, overwrite=settings.overwrite)
     m = paths["metrics"]

@@ -76,9 +76,9 @@ def _load(path):
 
 
 def _plan(*a, **kw):
-    from sv4d_models.sampling import plan
+    from sv4d_models.sampling import make_plan
 
-    return plan(*a, **kw)
+    return make_plan(*a, **kw)
 
 
 def _train_cfg(*overrides):

@@ -19,7 +19,7 @@ from comfyui_env import comfyui_path
 from comfyui_server import REPO, ComfyServer, messages
 from comfyui_workflows import SNAPSHOT, WORKFLOWS, normalize_info
 from sv4d_models.export.video import write_mp4
-from sv4d_models.sampling import plan
+from sv4d_models.sampling import make_plan
 from sv4d_models.tiny_checkpoint import write_tiny_checkpoint
 
 pytestmark = pytest.mark.comfyui
@@ -152,7 +152,7 @@ def test_interrupt_ends_the_prompt_and_a_requeue_resumes(server):
     again = server.wait(server.queue(api))
     assert again["status"]["status_str"] == "success", messages(again, "execution_error")
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())  # finished passes were not sampled again
-    assert len(list(done[0].parent.glob("pass_*.pt"))) == len(plan("sv4d", 12, "auto", 6).passes) == 4
+    assert len(list(done[0].parent.glob("pass_*.pt"))) == len(make_plan("sv4d", 12, "auto", 6).passes) == 4
 
 
 def test_wrong_kind_checkpoint_is_reported_in_comfyuis_error_report(server):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sv4d_models.pipeline import PipelineConfig, SV4DPipeline
-from sv4d_models.sampling import plan as make_plan
+from sv4d_models.sampling import make_plan
 from sv4d_models.tiny_checkpoint import write_tiny_checkpoint
 
 SIZE, STEPS = 16, 2

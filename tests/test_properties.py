@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 from sv4d_models.kinds import FOUR_D_KINDS
 from sv4d_models.pipeline import PipelineConfig
 from sv4d_models.pipeline.inputs import to_model_frames
-from sv4d_models.sampling import REFERENCE, plan
+from sv4d_models.sampling import REFERENCE, make_plan
 
 
 @pytest.mark.parametrize("kind", FOUR_D_KINDS)
 def test_planner_every_length_one_final_writer_and_reads_after_writes(kind):
     for n in range(1, 201):
-        p = plan(kind, n, num_steps=2)
+        p = make_plan(kind, n, num_steps=2)
         cells = {(t, v) for t in range(n) for v in range(1, p.n_views + 1)}
         final = p.final_writer()
         assert set(final) == cells, (kind, n)  # every generated cell has exactly one final writer

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sv4d_models.sampling import (SpatiotemporalPredictionGuider, build_sv4d_cond, get_sigmas_edm, plan, run_pass,
+from sv4d_models.sampling import (SpatiotemporalPredictionGuider, build_sv4d_cond, get_sigmas_edm, make_plan, run_pass,
                                   sample_dense_alternating)
 from sv4d_models.sampling.denoiser import VScalingWithEDMcNoise
 
@@ -59,7 +59,7 @@ def _manual(x0, frames, orders, sigmas, step_dirs, scale):
 
 
 def test_run_pass_dense_alternates_and_scatters():
-    p = plan("sv4d", 21, num_steps=6).passes[2]  # dense window 4..8
+    p = make_plan("sv4d", 21, num_steps=6).passes[2]  # dense window 4..8
     assert p.kind == "dense" and p.frames == (4, 5, 6, 7, 8)
     unet = RecordingUNet()
     guider = SpatiotemporalPredictionGuider(2.0, T * V, num_views=V)
@@ -81,7 +81,7 @@ def test_run_pass_dense_alternates_and_scatters():
 
 
 def test_run_pass_window_uses_forward_only_and_generator():
-    p = plan("sv4d2_8views", 9, num_steps=3).passes[1]
+    p = make_plan("sv4d2_8views", 9, num_steps=3).passes[1]
     calls = []
 
     def unet(x, timesteps, context, y, cond_view=None, cond_motion=None, num_video_frames=None,
@@ -100,7 +100,7 @@ def test_run_pass_window_uses_forward_only_and_generator():
     with pytest.raises(ValueError, match="num_steps"):
         run_pass(unet, p, {"forward": (c, uc)}, get_sigmas_edm(4), None, (C, H, H))
     with pytest.raises(ValueError, match="direction"):
-        run_pass(unet, plan("sv4d", 21, num_steps=3).passes[1], {"forward": (c, uc)}, sig, None, (C, H, H))
+        run_pass(unet, make_plan("sv4d", 21, num_steps=3).passes[1], {"forward": (c, uc)}, sig, None, (C, H, H))
 
 
 def test_sample_dense_alternating_validates():
@@ -116,7 +116,7 @@ def test_sample_dense_alternating_validates():
 @pytest.mark.parametrize("kind,n", [("sv4d", 9), ("sv4d", 3), ("sv4d2_8views", 7)])
 def test_plan_drives_a_whole_video(kind, n):
     """A pipeline-shaped loop: every reference exists when read, every output cell ends up filled."""
-    p = plan(kind, n, num_steps=2)
+    p = make_plan(kind, n, num_steps=2)
     n_t, n_v = p.frames_per_pass, p.n_views
     inputs = torch.randn(n, C, H, H, generator=torch.Generator().manual_seed(1))  # "VAE latents" of the video
     matrix = {(0, v): torch.zeros(C, H, H) for v in range(1, n_v + 1)} if p.given_reference_row else {}
@@ -143,7 +143,7 @@ def test_plan_drives_a_whole_video(kind, n):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_dense_pass_on_cuda_matches_cpu():
-    p = plan("sv4d", 21, num_steps=4).passes[1]
+    p = make_plan("sv4d", 21, num_steps=4).passes[1]
     sigmas = get_sigmas_edm(4, sigma_max=10.0)
     guider = SpatiotemporalPredictionGuider(2.0, T * V, num_views=V)
     x0 = torch.randn(T, V, C, H, H, generator=torch.Generator().manual_seed(0))

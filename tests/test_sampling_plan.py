@@ -9,7 +9,7 @@ import pytest
 
 from sv4d_models import camera
 from sv4d_models.kinds import SV4D_ORBIT_VIEWS
-from sv4d_models.sampling import Plan, default_guider, get_sigmas_edm, plan
+from sv4d_models.sampling import Plan, default_guider, get_sigmas_edm, make_plan
 from sv4d_models.sampling.plan import fit_rows, official_supported
 
 from conftest import PARITY, require_shared
@@ -61,7 +61,7 @@ def _check_sampler(kind, sampler, num_steps):
 def test_official_trace_is_reproduced(trace, kind):
     events = trace[kind]["events"]
     passes = [e for e in events if e["event"].startswith(PASS_EVENTS)]
-    p = plan(kind, trace["n_frames"], mode="official")
+    p = make_plan(kind, trace["n_frames"], mode="official")
     assert p.mode == "official" and len(p.passes) == len(passes)
     pass_ids = {q.index: e["pass_id"] for q, e in zip(p.passes, passes)}
     polars, azims = camera.conditioning_angles(kind)
@@ -122,24 +122,24 @@ def test_official_mode_refuses_what_the_scripts_cannot_do():
     for kind, n in (("sv4d", 9), ("sv4d", 22), ("sv4d2", 9), ("sv4d2", 24), ("sv4d2_8views", 22)):
         assert not official_supported(kind, n)
         with pytest.raises(ValueError, match="extended"):
-            plan(kind, n, mode="official")
-        assert plan(kind, n).mode == "extended"
-    assert plan("sv4d", 21).mode == "official" and plan("sv4d2", 13).mode == "official"
-    assert plan("sv4d2_8views", 9).mode == "official"
+            make_plan(kind, n, mode="official")
+        assert make_plan(kind, n).mode == "extended"
+    assert make_plan("sv4d", 21).mode == "official" and make_plan("sv4d2", 13).mode == "official"
+    assert make_plan("sv4d2_8views", 9).mode == "official"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_extended_equals_official_where_both_run(kind):
     for n in range(1, 40):
         if official_supported(kind, n):
-            a, b = plan(kind, n, mode="official"), plan(kind, n, mode="extended")
+            a, b = make_plan(kind, n, mode="official"), make_plan(kind, n, mode="extended")
             assert a.passes == b.passes, (kind, n)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n", [1, 2, 5, 9, 13, 21, 22, 50, 120])
 def test_extended_invariants(kind, n):
-    p = plan(kind, n, mode="extended")
+    p = make_plan(kind, n, mode="extended")
     views = tuple(range(1, p.n_views + 1))
     written = {(0, v) for v in views} if kind == "sv4d" else set()
     for q in p.passes:
@@ -171,7 +171,7 @@ def test_extended_invariants(kind, n):
 
 
 def test_sv4d_long_video_chains_anchor_runs():
-    p = plan("sv4d", 50)
+    p = make_plan("sv4d", 50)
     anchors = [q for q in p.passes if q.kind == "anchor"]
     assert [q.frames for q in anchors] == [(4, 8, 12, 16, 20), (24, 28, 32, 36, 40), (36, 40, 44, 48, 49)]
     assert [q.reference_frame for q in anchors] == [0, 20, 32]
@@ -185,25 +185,25 @@ def test_short_videos_are_padded():
     assert fit_rows([0, 1, 2], 5) == [0, 1, 2, 1, 0]
     assert fit_rows([0, 1], 5, pad="repeat") == [0, 1, 1, 1, 1]
     assert fit_rows([3], 4) == [3, 3, 3, 3]
-    q = plan("sv4d2", 9).passes
+    q = make_plan("sv4d2", 9).passes
     assert len(q) == 1 and q[0].frames == (0, 1, 2, 3, 4, 5, 6, 7, 8, 7, 6, 5) and q[0].reference_frame is None
     assert q[0].row_of(7) == 7
-    one = plan("sv4d", 1).passes
+    one = make_plan("sv4d", 1).passes
     assert len(one) == 1 and one[0].kind == "window" and one[0].writes == tuple((0, v) for v in range(1, 9))
     with pytest.raises(ValueError, match="pad"):
         fit_rows([0], 3, pad="mirror")
     with pytest.raises(ValueError, match="n_frames"):
-        plan("sv4d", 0)
+        make_plan("sv4d", 0)
     with pytest.raises(ValueError, match="model_kind"):
-        plan("sv3d_u", 21)
+        make_plan("sv3d_u", 21)
 
 
 def test_docstring_examples():
-    p = plan("sv4d", 23)
+    p = make_plan("sv4d", 23)
     anchors = [(q.frames, q.reference_frame, sorted({t for t, _ in q.writes})) for q in p.passes if q.kind == "anchor"]
     assert anchors == [((4, 8, 12, 16, 20), 0, [4, 8, 12, 16, 20]), ((8, 12, 16, 20, 22), 4, [22])]
     assert [q.frames[0] for q in p.passes if q.kind == "dense"] == [0, 4, 8, 12, 16, 18]
-    p = plan("sv4d", 9)
+    p = make_plan("sv4d", 9)
     assert [(q.kind, q.frames) for q in p.passes] == [("anchor", (4, 8, 4, 8, 4)), ("dense", (0, 1, 2, 3, 4)),
                                                       ("dense", (4, 5, 6, 7, 8))]
     assert p.total_steps == 3 * 20

@@ -17,14 +17,8 @@ from typing import Any
 
 import yaml
 
-from sv4d_models.config import check_known_keys
+from sv4d_models.config import ConfigGroups, check_all
 from sv4d_models.kinds import FOUR_D_KINDS
-
-
-def _check(checks: list[tuple[bool, str]]) -> None:
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message)
 
 
 @dataclass(frozen=True)
@@ -40,7 +34,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False  # recompute UNet blocks in backward (less memory, ~30% slower)
 
     def __post_init__(self) -> None:
-        _check([(self.kind in FOUR_D_KINDS, f"model.kind={self.kind!r}: use one of {list(FOUR_D_KINDS)}"),
+        check_all([(self.kind in FOUR_D_KINDS, f"model.kind={self.kind!r}: use one of {list(FOUR_D_KINDS)}"),
                 (self.size in ("official", "tiny"), f"model.size={self.size!r}: use 'official' or 'tiny'")])
 
 
@@ -55,7 +49,7 @@ class DataConfig:
     skip_bad_shards: bool = False  # a corrupt / missing shard: False = error naming it, True = warn and skip
 
     def __post_init__(self) -> None:
-        _check([(self.max_stride >= 1, f"data.max_stride={self.max_stride} must be >= 1"),
+        check_all([(self.max_stride >= 1, f"data.max_stride={self.max_stride} must be >= 1"),
                 (0 <= self.p_reference_before <= 1, f"data.p_reference_before={self.p_reference_before} not in [0, 1]"),
                 (0 <= self.p_no_reference <= 1, f"data.p_no_reference={self.p_no_reference} not in [0, 1]")])
 
@@ -93,14 +87,14 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        _check([(self.decay_start >= 0 and self.decay_steps >= 0,
+        check_all([(self.decay_start >= 0 and self.decay_steps >= 0,
                  f"optim.decay_start={self.decay_start} / decay_steps={self.decay_steps} must be >= 0"),
                 (0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]"),
                 (self.restart_steps >= 0 and 0.0 <= self.restart_lr_ratio <= 1.0,
                  f"optim.restart_steps={self.restart_steps} must be >= 0 and restart_lr_ratio="
                  f"{self.restart_lr_ratio} in [0, 1]"),
                 (self.restart_cycles >= 1, f"optim.restart_cycles={self.restart_cycles} must be >= 1")])
-        _check([(self.lr > 0, f"optim.lr={self.lr} must be > 0"), (self.warmup_steps >= 0, "optim.warmup_steps < 0"),
+        check_all([(self.lr > 0, f"optim.lr={self.lr} must be > 0"), (self.warmup_steps >= 0, "optim.warmup_steps < 0"),
                 (self.grad_clip >= 0, f"optim.grad_clip={self.grad_clip} must be >= 0"),
                 (len(self.betas) == 2, f"optim.betas={self.betas} needs two values")])
 
@@ -120,7 +114,7 @@ class DiffusionConfig:
         return self.late_p_mean if 0 < self.late_from_step <= step else self.p_mean
 
     def __post_init__(self) -> None:
-        _check([(self.p_std > 0, f"diffusion.p_std={self.p_std} must be > 0"),
+        check_all([(self.p_std > 0, f"diffusion.p_std={self.p_std} must be > 0"),
                 (0 <= self.p_uncond <= 1, f"diffusion.p_uncond={self.p_uncond} not in [0, 1]"),
                 (self.late_from_step >= 0, f"diffusion.late_from_step={self.late_from_step} must be >= 0")])
 
@@ -152,7 +146,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "val_sigmas", tuple(float(s) for s in self.val_sigmas))
-        _check([(self.max_steps >= 1, f"run.max_steps={self.max_steps} must be >= 1"),
+        check_all([(self.max_steps >= 1, f"run.max_steps={self.max_steps} must be >= 1"),
                 (self.static_steps >= 0, f"run.static_steps={self.static_steps} must be >= 0"),
                 (self.batch_size >= 1 and self.grad_accum >= 1, "run.batch_size and run.grad_accum must be >= 1"),
                 (self.mixed_precision in ("no", "fp16", "bf16"),
@@ -164,12 +158,8 @@ class RunConfig:
                 (all(s > 0 for s in self.val_sigmas), f"run.val_sigmas={self.val_sigmas} must be > 0")])
 
 
-_GROUPS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "diffusion": DiffusionConfig,
-           "run": RunConfig}
-_GROUP_OF: dict[str, list[str]] = {}
-for _g, _cls in _GROUPS.items():
-    for _f in fields(_cls):
-        _GROUP_OF.setdefault(_f.name, []).append(_g)
+_GROUPS = ConfigGroups("config", {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
+                                  "diffusion": DiffusionConfig, "run": RunConfig})
 
 
 @dataclass(frozen=True)
@@ -185,17 +175,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
         """Nested ``{"run": {...}}`` and/or flat unique keys; unknown keys raise ValueError naming them."""
-        groups: dict[str, dict[str, Any]] = {g: {} for g in _GROUPS}
-        for key, value in (d or {}).items():
-            if key in _GROUPS:
-                if not isinstance(value, dict):
-                    raise ValueError(f"config section {key!r} must be a mapping, got {value!r}")
-                check_known_keys(_GROUPS[key], value)
-                groups[key].update(value)
-            else:
-                group, name = _route(key)
-                groups[group][name] = value
-        return cls(**{g: _GROUPS[g](**_coerce(_GROUPS[g], v)) for g, v in groups.items()})
+        groups = _GROUPS.split(d or {})
+        return cls(**{g: _GROUPS.groups[g](**_coerce(_GROUPS.groups[g], v)) for g, v in groups.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -207,7 +188,7 @@ class TrainConfig:
             if "=" not in item:
                 raise ValueError(f"override {item!r} is not key=value (e.g. run.max_steps=2)")
             key, raw = item.split("=", 1)
-            group, name = _route(key.strip())
+            group, name = _GROUPS.route(key.strip())
             d[group][name] = yaml.safe_load(raw) if raw.strip() else ""
         return TrainConfig.from_dict(d)
 
@@ -236,21 +217,6 @@ def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
             value = str(value)
         out[key] = value
     return out
-
-
-def _route(key: str) -> tuple[str, str]:
-    """``group.key`` or a unique ``key`` -> (group, key); ValueError for unknown or ambiguous keys."""
-    if "." in key:
-        group, name = key.split(".", 1)
-        if group not in _GROUPS or name not in {f.name for f in fields(_GROUPS[group])}:
-            raise ValueError(f"unknown config key {key!r}; known: {sorted(f'{g}.{n}' for n, gs in _GROUP_OF.items() for g in gs)}")
-        return group, name
-    groups = _GROUP_OF.get(key)
-    if not groups:
-        raise ValueError(f"unknown config key {key!r}; known keys: {sorted(_GROUP_OF)} (or group.key)")
-    if len(groups) > 1:
-        raise ValueError(f"config key {key!r} is ambiguous ({groups}); write group.key")
-    return groups[0], key
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

@@ -8,7 +8,7 @@ from sv4d_models.files import atomic_write_bytes
 from sv4d_models.images import grid_rows, png_bytes, psnr
 from sv4d_models.kinds import KINDS
 from sv4d_models.pipeline import PassSettings, PassStore, assemble_matrix, run_plan
-from sv4d_models.sampling import REFERENCE, plan
+from sv4d_models.sampling import REFERENCE, make_plan
 
 from .data import Record, SampleBuilder, ShardedDataset
 from .diffusion import diffusion_loss, fixed_sigma_batch
@@ -44,7 +44,7 @@ def validation_grid(models, dataset: ShardedDataset, record: Record, steps: int,
         raise ValueError(f"validation record {record.rid} has {gt.shape[1]} columns; {models.kind} needs "
                          f"{spec.views_per_pass + 1} (prepare the dataset with --matrix-kind {models.kind})")
     frames = gt[:, 0].permute(0, 3, 1, 2) * 2.0 - 1.0  # [T, 3, S, S]
-    the_plan = plan(models.kind, spec.frames_per_pass, mode="extended", num_steps=steps)
+    the_plan = make_plan(models.kind, spec.frames_per_pass, mode="extended", num_steps=steps)
     known = {}
     if the_plan.given_reference_row:
         known[REFERENCE] = gt[0, 1:].permute(0, 3, 1, 2) * 2.0 - 1.0  # ground-truth views of frame 0

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..config import check_known_keys, config_identity
+from ..config import MAX_SEED, ConfigGroups, check_all, config_identity
 from ..kinds import FOUR_D_KINDS, IMAGE_SIZE, ORBIT_KINDS, get_kind
 from .models import DECODE_CHUNK, ENCODE_CHUNK
 
@@ -31,12 +31,6 @@ def _tuple_or_scalar(value, name: str):
         return tuple(float(v) for v in value)
     except TypeError:
         raise TypeError(f"{name}={value!r} must be a number or a list of numbers") from None
-
-
-def _check(checks: list[tuple[bool, str]]) -> None:
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message)
 
 
 @dataclass(frozen=True)
@@ -63,8 +57,8 @@ class SamplingConfig:
         if isinstance(az, float):
             raise ValueError("azimuths_deg must be a list (one azimuth per view), not a single number")
         object.__setattr__(self, "azimuths_deg", az)
-        _check([
-            (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
+        check_all([
+            (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
              f"seed={self.seed!r} must be an integer in [0, 2^63) (pass seeds are derived from it)"),
             (self.model_kind is None or self.model_kind in FOUR_D_KINDS,
              f"model_kind={self.model_kind!r} is not supported; use one of {list(FOUR_D_KINDS)} or None"),
@@ -90,7 +84,7 @@ class FramingConfig:
     official_preprocess: bool = False  # file inputs: reproduce the official crop quirks + mp4 round trip
 
     def __post_init__(self) -> None:
-        _check([
+        check_all([
             (int(self.image_size) >= 8, f"image_size={self.image_size} must be >= 8 (official {IMAGE_SIZE})"),
             (self.image_frame_ratio is None or 0 < self.image_frame_ratio <= 1,
              f"image_frame_ratio={self.image_frame_ratio} must be in (0, 1]"),
@@ -109,7 +103,7 @@ class PlacementConfig:
     offload: str = "workdir"  # without work_dir: "workdir" = temporary folder (bounded RAM), "cpu" = CPU RAM
 
     def __post_init__(self) -> None:
-        _check([
+        check_all([
             (int(self.encoding_t) >= 1 and int(self.decoding_t) >= 1,
              f"encoding_t={self.encoding_t} and decoding_t={self.decoding_t} must be >= 1"),
             (self.offload in ("workdir", "cpu"), f"offload={self.offload!r}: use 'workdir' or 'cpu'"),
@@ -123,8 +117,8 @@ class PlacementConfig:
         return DTYPES[self.dtype]
 
 
-_GROUPS = {"sampling": SamplingConfig, "framing": FramingConfig, "placement": PlacementConfig}
-_GROUP_OF = {f.name: group for group, cls in _GROUPS.items() for f in fields(cls)}
+_GROUPS = ConfigGroups("PipelineConfig", {"sampling": SamplingConfig, "framing": FramingConfig,
+                                          "placement": PlacementConfig})
 
 
 @dataclass(frozen=True)
@@ -152,20 +146,9 @@ class PipelineConfig:
 
     def replace(self, **changes) -> "PipelineConfig":
         """A copy with flat (``seed=3``) or nested (``sampling={"seed": 3}``) changes."""
-        groups = {name: {} for name in _GROUPS}
-        for key, value in changes.items():
-            if key in _GROUPS:
-                if not isinstance(value, dict):
-                    value = dataclasses.asdict(value)
-                check_known_keys(_GROUPS[key], value)
-                groups[key].update(value)
-            elif key in _GROUP_OF:
-                groups[_GROUP_OF[key]][key] = value
-            else:
-                raise ValueError(f"unknown PipelineConfig key {key!r}; known keys: {sorted(_GROUP_OF)} "
-                                 f"(flat) or the groups {list(_GROUPS)}")
-        new = {name: dataclasses.replace(getattr(self, name), **values) for name, values in groups.items()}
-        return PipelineConfig(**new)
+        groups = _GROUPS.split(changes)
+        return PipelineConfig(**{name: dataclasses.replace(getattr(self, name), **values)
+                                 for name, values in groups.items()})
 
     def resolved(self, model_kind: str, sv3d_kind: str | None = None) -> "PipelineConfig":
         """Fill every None / "auto" with the value a run will use (model kind from the checkpoint)."""

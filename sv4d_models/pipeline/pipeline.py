@@ -7,7 +7,7 @@ resumable, re-rollable. Spec: ``sv4d_reference.md`` sections 4-8.
 
 * sv4d: SV3D orbit of frame 0 (``stages.sample_reference_orbit``: the input replaces the last, azimuth-0 frame;
   rolled by +1; views [0,2,5,7,9,12,14,16,19]) -> anchor pass(es) -> dense passes (alternating backward /
-  forward steps), each overwriting its cells exactly as ``plan(...).passes[k].writes`` says (row 0 views 1..8
+  forward steps), each overwriting its cells exactly as ``make_plan(...).passes[k].writes`` says (row 0 views 1..8
   come from SV3D and are overwritten by dense pass 0). ``reference_views=`` replaces the SV3D stage.
 * sv4d2 / sv4d2_8views: autoregressive windows; the first has no reference (zero cond_view, indicator 0),
   later ones use the previous window's views at their first frame.
@@ -39,7 +39,7 @@ from ..camera import conditioning_angles, frame_times, matrix_cameras
 from .. import events
 from ..checkpoint import resolve_kind, warn_if_unsure
 from ..kinds import FOUR_D_KINDS, ORBIT_KINDS, get_kind
-from ..sampling.plan import REFERENCE, Plan, plan as make_plan
+from ..sampling.plan import REFERENCE, Plan, make_plan
 from ..stopping import JobInterrupted, StopCheck, stop_requested
 from .config import PipelineConfig
 from .inputs import check_image_size, load_input, reference_row, to_model_frames

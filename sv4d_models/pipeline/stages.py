@@ -176,7 +176,7 @@ def sample_pass(models: SamplingModels, planned: PlannedPass, frames, clip_embed
 
     Args:
         models: the 4D model (``EngineModels`` or equivalent).
-        planned: the pass (``plan(...).passes[k]``).
+        planned: the pass (``make_plan(...).passes[k]``).
         frames: ``[F, 3, S, S]`` in [-1, 1], or anything indexable by a list of frame indices like it.
         clip_embeds: ``[F, D]`` CLIP embeddings of the frames (``models.clip_embed(frames)``), same indexing.
         references: ``{direction name: [V, 3, S, S]}`` views 1..V of each direction's reference frame, in

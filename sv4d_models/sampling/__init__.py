@@ -4,7 +4,7 @@ from .denoiser import CFGDenoiser, Denoiser, VScalingWithEDMcNoise, stack_cfg_co
 from .guiders import (LinearPredictionGuider, SpatiotemporalPredictionGuider, TrianglePredictionGuider,
                       VanillaCFG, default_guider)
 from .passes import pass_denoisers, run_pass
-from .plan import REFERENCE, Direction, Plan, PlannedPass, official_supported, plan
+from .plan import REFERENCE, Direction, Plan, PlannedPass, make_plan, official_supported
 from .samplers import (SamplingCallback, default_step_directions, euler_edm_step, initial_latent,
                        sample_dense_alternating, sample_euler_edm)
 from .schedule import get_sigmas_edm
@@ -14,6 +14,6 @@ __all__ = [
     "CFGDenoiser", "Denoiser", "VScalingWithEDMcNoise", "stack_cfg_cond",
     "LinearPredictionGuider", "SpatiotemporalPredictionGuider", "TrianglePredictionGuider", "VanillaCFG",
     "default_guider", "pass_denoisers", "run_pass", "REFERENCE", "Direction", "Plan", "PlannedPass", "official_supported",
-    "plan", "default_step_directions", "euler_edm_step", "initial_latent", "sample_dense_alternating",
+    "make_plan", "default_step_directions", "euler_edm_step", "initial_latent", "sample_dense_alternating",
     "sample_euler_edm", "get_sigmas_edm", "SamplingCallback",
 ]

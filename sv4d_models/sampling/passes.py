@@ -43,7 +43,7 @@ def run_pass(unet: Callable, planned: PlannedPass, conds: Mapping[str, tuple[dic
     """
     if len(sigmas) - 1 != len(planned.step_directions):
         raise ValueError(f"{len(sigmas) - 1} sampler steps but the plan was made for "
-                         f"{len(planned.step_directions)}; call plan(..., num_steps={len(sigmas) - 1})")
+                         f"{len(planned.step_directions)}; call make_plan(..., num_steps={len(sigmas) - 1})")
     shape = (len(planned.frames), len(planned.views)) + tuple(latent_shape)
     if x_init is not None and tuple(x_init.shape) != shape:
         raise ValueError(f"x_init has shape {tuple(x_init.shape)}; this pass needs {shape} (T, V, C, h, w)")

@@ -212,7 +212,7 @@ def fit_rows(frames: list[int], n_rows: int, pad: str = "pingpong") -> list[int]
     return [frames[i % period if i % period < len(frames) else period - i % period] for i in range(n_rows)]
 
 
-def plan(model_kind: str, n_frames: int, mode: str = "auto", num_steps: int | None = None,
+def make_plan(model_kind: str, n_frames: int, mode: str = "auto", num_steps: int | None = None,
          pad: str = "pingpong") -> Plan:
     """Plan every pass for ``n_frames`` frames (see the module docstring for the rules).
 

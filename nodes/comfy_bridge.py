@@ -25,7 +25,7 @@ import latent_preview
 
 from sv4d_models import events
 from sv4d_models.encoders import clip_pixels
-from sv4d_models.pipeline.models import ENCODE_CHUNK
+from sv4d_models.pipeline import ENCODE_CHUNK
 from sv4d_models.files import fingerprint
 from sv4d_models.kinds import KINDS, VECTOR_DIMS
 

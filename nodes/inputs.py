@@ -9,7 +9,7 @@ import torch
 
 from sv4d_models.kinds import (FOUR_D_KINDS, IMAGE_SIZE, KINDS, OFFICIAL_VIDEO_FRAMES, SV3D_N_VIEWS, kind_list,
                                kind_values)
-from sv4d_models.pipeline.inputs import to_model_frames
+from sv4d_models.pipeline import to_model_frames
 from sv4d_models.preprocess import preprocess_frames
 
 from .compat import io

@@ -10,9 +10,7 @@ import torch
 
 from sv4d_models import events
 from sv4d_models.kinds import KINDS, ORBIT_KINDS, SV3D_N_VIEWS, SV4D_ORBIT_VIEWS
-from sv4d_models.pipeline import pass_seed, sample_reference_orbit
-from sv4d_models.pipeline.inputs import check_image_size
-from sv4d_models.pipeline.stages import to_unit_hwc
+from sv4d_models.pipeline import check_image_size, pass_seed, sample_reference_orbit, to_unit_hwc
 from sv4d_models.sampling import REFERENCE
 
 from .comfy_bridge import ComfySamplingModels, StepProgress, orbit_columns, should_stop

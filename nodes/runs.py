@@ -15,8 +15,7 @@ from typing import Callable
 import torch
 
 from sv4d_models.kinds import KINDS
-from sv4d_models.pipeline import PassSettings, PassStore, run_plan
-from sv4d_models.pipeline.inputs import check_image_size, reference_row
+from sv4d_models.pipeline import PassSettings, PassStore, check_image_size, reference_row, run_plan
 from sv4d_models.sampling import REFERENCE, get_sigmas_edm
 from sv4d_models.sampling.plan import PlannedPass, make_plan
 

@@ -190,7 +190,7 @@ def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict, di
     record for the manifest, found and checked by their headers only (cheap). A kind that only the weights decided
     between look-alike files (sv4d2 / sv4d2_8views) is reported as a warning."""
     from .checkpoint import CheckpointSource, infer_network_config, resolve_kind, unet_shapes
-    from .pipeline.inputs import check_image_size
+    from .pipeline import check_image_size
 
     kinds = (settings.model_kind,) if settings.model_kind else FOUR_D_KINDS
     sv4d = find_checkpoint(settings.sv4d, kinds, "SV4D", "--sv4d")
@@ -227,7 +227,7 @@ def _pipeline_config(settings: JobSettings) -> dict:
 def _read_input(settings: JobSettings, kind: str, report: Reporter) -> torch.Tensor:
     """The model input ``[F, 3, S, S]`` in [-1, 1]: decoded and preprocessed (or, unpreprocessed, size-checked)."""
     from .frames_io import load_frames
-    from .pipeline.inputs import load_input, to_model_frames
+    from .pipeline import load_input, to_model_frames
 
     if settings.preprocess:
         frames, _ = load_input(settings.video, settings.image_size, KINDS[kind].image_frame_ratio, settings.frames)

@@ -10,7 +10,7 @@ from torch.utils.checkpoint import checkpoint
 
 from sv4d_models.config import OFFICIAL_NETWORK_CONFIGS, UNetConfig
 from sv4d_models.kinds import KINDS
-from sv4d_models.pipeline.models import EngineModels, Placement, load_encoder_models
+from sv4d_models.pipeline import EngineModels, Placement, load_encoder_models
 from sv4d_models.tiny_checkpoint import tiny_network_config, tiny_vector_split
 from sv4d_models.unet import build_unet
 

@@ -23,7 +23,7 @@ from sv4d_models.camera import Cameras
 from sv4d_models.files import atomic_path, atomic_write_json, check_writable
 from sv4d_models.images import to_uint8
 from sv4d_models.kinds import FOUR_D_KINDS, OFFICIAL_VIDEO_FRAMES, SV3D_N_VIEWS
-from sv4d_models.pipeline.models import Placement, load_encoder_models
+from sv4d_models.pipeline import Placement, load_encoder_models
 from sv4d_models.synthetic import KINDS as SCENE_KINDS
 from sv4d_models.synthetic import SyntheticScene
 

@@ -11,14 +11,16 @@
 """
 from .config import FramingConfig, PipelineConfig, PlacementConfig, SamplingConfig
 from .loop import PassLedger, PassSettings, run_plan
-from .models import EngineModels, Placement, load_engine_models
+from .inputs import check_image_size, load_input, reference_row, to_model_frames
+from .models import ENCODE_CHUNK, EngineModels, Placement, load_encoder_models, load_engine_models
 from .pipeline import SV4DPipeline
 from .result import MultiViewResult
 from .store import PassStore
 from .stages import (ImageMatrix, OrbitResult, PassResult, SamplingModels, assemble_matrix, pass_seed,
-                     reference_images, sample_pass, sample_reference_orbit)
+                     reference_images, sample_pass, sample_reference_orbit, to_unit_hwc)
 
 __all__ = ["PipelineConfig", "SamplingConfig", "FramingConfig", "PlacementConfig", "EngineModels", "Placement",
            "load_engine_models", "SV4DPipeline", "MultiViewResult", "ImageMatrix", "OrbitResult", "PassResult",
            "SamplingModels", "assemble_matrix", "pass_seed", "reference_images", "sample_pass",
-           "sample_reference_orbit", "PassLedger", "PassSettings", "run_plan", "PassStore"]
+           "sample_reference_orbit", "PassLedger", "PassSettings", "run_plan", "PassStore", "check_image_size",
+           "load_input", "reference_row", "to_model_frames", "ENCODE_CHUNK", "load_encoder_models", "to_unit_hwc"]

@@ -74,16 +74,19 @@ def outputs() -> list:
                                                          "Grid take them)")]
 
 
-class SampleAnchors(io.ComfyNode):
+class _RunNode(io.ComfyNode):
+    """A node that starts a run from the video (SV4D Sample Anchors, SV4D Sampler): the same inputs and the same
+    execute, differing in which passes they sample (``RUN_SELECT``) and in their name."""
+
+    RUN_SCHEMA: dict = {}
+    RUN_SELECT = staticmethod(lambda p: True)
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="SV4D_SampleAnchors", display_name="SV4D Sample Anchors", category="SV4D/sampling",
-            description="First sampling stage: SV4D's anchor frames (every 4th frame, all views, from frame 0's "
-                        "reference orbit); SV4D 2.0 samples all its autoregressive windows here.",
-            inputs=[*model_inputs(MODEL_WHAT), *run_inputs(), seed_input(), *guidance_inputs(), mode_input()],
-            outputs=outputs(),
-        )
+        return io.Schema(**cls.RUN_SCHEMA, category="SV4D/sampling",
+                         inputs=[*model_inputs(MODEL_WHAT), *run_inputs(), seed_input(), *guidance_inputs(),
+                                 mode_input()],
+                         outputs=outputs())
 
     @classmethod
     def execute(cls, model, clip_vision, vae, video, seed: int, steps: int, cfg: float, min_cfg: float, mode: str,
@@ -91,7 +94,14 @@ class SampleAnchors(io.ComfyNode):
         models = ComfySamplingModels(model, clip_vision, vae)
         state = start(models, video, orbit, cameras, mode, steps, sigmas)
         widgets = SamplingWidgets(seed, steps, cfg, min_cfg, sigmas)
-        return io.NodeOutput(sample(models, state, is_first_stage, widgets))
+        return io.NodeOutput(sample(models, state, cls.RUN_SELECT, widgets))
+
+
+class SampleAnchors(_RunNode):
+    RUN_SCHEMA = dict(node_id="SV4D_SampleAnchors", display_name="SV4D Sample Anchors",
+                  description="First sampling stage: SV4D's anchor frames (every 4th frame, all views, from frame 0's "
+                              "reference orbit); SV4D 2.0 samples all its autoregressive windows here.")
+    RUN_SELECT = staticmethod(is_first_stage)
 
 
 class SampleDense(io.ComfyNode):
@@ -115,24 +125,10 @@ class SampleDense(io.ComfyNode):
         return io.NodeOutput(sample(models, passes, every_pass, widgets))
 
 
-class SampleVideo(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="SV4D_SampleVideo", display_name="SV4D Sampler", category="SV4D/sampling",
-            description="The whole sampling plan in one node (anchors then dense passes; SV4D 2.0 windows), same "
-                        "results as SV4D Sample Anchors + SV4D Sample Dense with equal settings.",
-            inputs=[*model_inputs(MODEL_WHAT), *run_inputs(), seed_input(), *guidance_inputs(), mode_input()],
-            outputs=outputs(),
-        )
-
-    @classmethod
-    def execute(cls, model, clip_vision, vae, video, seed: int, steps: int, cfg: float, min_cfg: float, mode: str,
-                orbit=None, cameras=None, sigmas=None) -> io.NodeOutput:
-        models = ComfySamplingModels(model, clip_vision, vae)
-        state = start(models, video, orbit, cameras, mode, steps, sigmas)
-        widgets = SamplingWidgets(seed, steps, cfg, min_cfg, sigmas)
-        return io.NodeOutput(sample(models, state, every_pass, widgets))
+class SampleVideo(_RunNode):
+    RUN_SCHEMA = dict(node_id="SV4D_SampleVideo", display_name="SV4D Sampler",
+                  description="The whole sampling plan in one node (anchors then dense passes; SV4D 2.0 windows), "
+                              "same results as SV4D Sample Anchors + SV4D Sample Dense with equal settings.")
 
 
 def every_pass(p) -> bool:

@@ -74,19 +74,16 @@ def outputs() -> list:
                                                          "Grid take them)")]
 
 
+def start_inputs() -> list:
+    """Inputs of the nodes that start a run from the video (SV4D Sample Anchors, SV4D Sampler)."""
+    return [*model_inputs(MODEL_WHAT), *run_inputs(), seed_input(), *guidance_inputs(), mode_input()]
+
+
 class _RunNode(io.ComfyNode):
-    """A node that starts a run from the video (SV4D Sample Anchors, SV4D Sampler): the same inputs and the same
-    execute, differing in which passes they sample (``RUN_SELECT``) and in their name."""
+    """The execute of the nodes that start a run from the video: they differ only in which passes they sample
+    (``RUN_SELECT``) and in their schema."""
 
-    RUN_SCHEMA: dict = {}
     RUN_SELECT = staticmethod(lambda p: True)
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(**cls.RUN_SCHEMA, category="SV4D/sampling",
-                         inputs=[*model_inputs(MODEL_WHAT), *run_inputs(), seed_input(), *guidance_inputs(),
-                                 mode_input()],
-                         outputs=outputs())
 
     @classmethod
     def execute(cls, model, clip_vision, vae, video, seed: int, steps: int, cfg: float, min_cfg: float, mode: str,
@@ -98,10 +95,15 @@ class _RunNode(io.ComfyNode):
 
 
 class SampleAnchors(_RunNode):
-    RUN_SCHEMA = dict(node_id="SV4D_SampleAnchors", display_name="SV4D Sample Anchors",
-                  description="First sampling stage: SV4D's anchor frames (every 4th frame, all views, from frame 0's "
-                              "reference orbit); SV4D 2.0 samples all its autoregressive windows here.")
     RUN_SELECT = staticmethod(is_first_stage)
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SV4D_SampleAnchors", display_name="SV4D Sample Anchors", category="SV4D/sampling",
+            description="First sampling stage: SV4D's anchor frames (every 4th frame, all views, from frame 0's "
+                        "reference orbit); SV4D 2.0 samples all its autoregressive windows here.",
+            inputs=start_inputs(), outputs=outputs())
 
 
 class SampleDense(io.ComfyNode):
@@ -126,9 +128,13 @@ class SampleDense(io.ComfyNode):
 
 
 class SampleVideo(_RunNode):
-    RUN_SCHEMA = dict(node_id="SV4D_SampleVideo", display_name="SV4D Sampler",
-                  description="The whole sampling plan in one node (anchors then dense passes; SV4D 2.0 windows), "
-                              "same results as SV4D Sample Anchors + SV4D Sample Dense with equal settings.")
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SV4D_SampleVideo", display_name="SV4D Sampler", category="SV4D/sampling",
+            description="The whole sampling plan in one node (anchors then dense passes; SV4D 2.0 windows), same "
+                        "results as SV4D Sample Anchors + SV4D Sample Dense with equal settings.",
+            inputs=start_inputs(), outputs=outputs())
 
 
 def every_pass(p) -> bool:

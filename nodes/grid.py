@@ -14,7 +14,7 @@ import torch
 from sv4d_models.pipeline import assemble_matrix
 
 from .compat import InputImpl, Types, io
-from .sockets import Matrix, Passes
+from .sockets import Matrix, Passes, checked_widgets
 from .values import ImageMatrixValue, SampledPasses, grid_image
 
 
@@ -73,6 +73,7 @@ class AssembleGrid(io.ComfyNode):
         )
 
     @classmethod
+    @checked_widgets
     def execute(cls, passes: SampledPasses, fps: float, grid_cell_size: int) -> io.NodeOutput:
         matrix = matrix_of(passes)
         views = [matrix.images[:, v].contiguous() for v in range(matrix.n_views)]

@@ -13,7 +13,7 @@ from sv4d_models.pipeline import to_model_frames
 from sv4d_models.preprocess import preprocess_frames
 
 from .compat import io
-from .sockets import Cameras, video_input
+from .sockets import Cameras, checked_widgets, video_input
 from .values import CameraSpec, parse_angles
 
 PREPARE_HINT = f"add an SV4D Prepare Video node (size {IMAGE_SIZE}) before this node"
@@ -77,6 +77,7 @@ class PrepareVideo(io.ComfyNode):
         )
 
     @classmethod
+    @checked_widgets
     def execute(cls, video, size: int, max_frames: int, image_frame_ratio: float) -> io.NodeOutput:
         frames = video_frames(video)
         if max_frames:
@@ -108,6 +109,7 @@ class MakeCameras(io.ComfyNode):
         )
 
     @classmethod
+    @checked_widgets
     def execute(cls, model_kind: str, elevations_deg: str, azimuths_deg: str) -> io.NodeOutput:
         elev = parse_angles(elevations_deg, "elevations_deg")
         elev = elev[0] if elev is not None and len(elev) == 1 else elev

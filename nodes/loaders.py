@@ -18,6 +18,7 @@ from sv4d_models.kinds import FOUR_D_KINDS, KINDS, ORBIT_KINDS
 from . import compat
 from .comfy_models import WEIGHT_DTYPES, load_clip_vision, load_sv4d_model, load_vae
 from .compat import io, ui
+from .sockets import checked_widgets
 
 log = logging.getLogger("sv4d")
 FOLDER = "sv4d"
@@ -131,6 +132,7 @@ class CheckpointLoader(io.ComfyNode):
         )
 
     @classmethod
+    @checked_widgets
     def execute(cls, ckpt_name: str, model_kind: str, weight_dtype: str) -> io.NodeOutput:
         model, clip_vision, vae, info = load_checkpoint(ckpt_name, model_kind, weight_dtype)
         return io.NodeOutput(model, clip_vision, vae, info, ui=ui.PreviewText(info))

@@ -24,7 +24,7 @@ from sv4d_models.reconstruction import export_asset, render_fit_turntable
 from .asset import output_target, publish
 from .comfy_bridge import should_stop
 from .compat import InputImpl, Types, io, ui
-from .sockets import Matrix, NeRF
+from .sockets import Matrix, NeRF, checked_widgets
 from .values import ImageMatrixValue, NeRFValue, run_key
 
 AUTO = "0 = the fit preset's"  # export widgets: 0 takes the size of the preset the NeRF was fitted with
@@ -77,6 +77,7 @@ class FitNeRF(io.ComfyNode):
         )
 
     @classmethod
+    @checked_widgets
     def execute(cls, matrix: ImageMatrixValue, preset: str, nerf_seed: int, mask_threshold: float) -> io.NodeOutput:
         return io.NodeOutput(fit(matrix, preset, nerf_seed, mask_threshold))
 
@@ -98,6 +99,7 @@ class RenderTurntable(io.ComfyNode):
         )
 
     @classmethod
+    @checked_widgets
     def execute(cls, nerf: NeRFValue, frames: int, size: int, fps: float) -> io.NodeOutput:
         sizes = get_preset(nerf.preset).export_settings(turntable_frames=frames or None, turntable_size=size or None)
         bar = comfy.utils.ProgressBar(sizes.turntable_frames)
@@ -135,6 +137,7 @@ class ExportAsset(io.ComfyNode):
         )
 
     @classmethod
+    @checked_widgets
     def execute(cls, nerf: NeRFValue, filename_prefix: str, mesh_resolution: int, mesh_threshold: float,
                 fps: float, mesh_format: str) -> io.NodeOutput:
         final, relative = output_target(folder_paths.get_output_directory(), filename_prefix)

@@ -16,7 +16,7 @@ from sv4d_models.sampling import REFERENCE
 from .comfy_bridge import ComfySamplingModels, StepProgress, orbit_columns, should_stop
 from .compat import io
 from .inputs import model_frames, same_size
-from .sockets import Cameras, model_inputs, seed_input, video_input
+from .sockets import Cameras, checked_widgets, model_inputs, seed_input, video_input
 from .values import CameraSpec, parse_angles
 
 N = SV3D_N_VIEWS
@@ -94,6 +94,7 @@ class SampleReferenceOrbit(io.ComfyNode):
         return [name for name, v in (("model", model), ("clip_vision", clip_vision), ("vae", vae)) if v is None]
 
     @classmethod
+    @checked_widgets
     def execute(cls, video, seed: int, steps: int, elevation_deg: float, elevations_deg: str, azimuths_deg: str,
                 model=None, clip_vision=None, vae=None, orbit=None) -> io.NodeOutput:
         frames = model_frames(video)

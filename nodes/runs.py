@@ -18,6 +18,7 @@ from sv4d_models.kinds import KINDS
 from sv4d_models.pipeline import PassSettings, PassStore, check_image_size, reference_row, run_plan
 from sv4d_models.sampling import REFERENCE, get_sigmas_edm
 from sv4d_models.sampling.plan import PlannedPass, make_plan
+from sv4d_models.validate import RANGES, check_fields
 
 from .values import CameraSpec, SampledPasses, resolve_setting, run_key
 
@@ -31,6 +32,10 @@ class SamplingWidgets:
     cfg: float = 0.0
     min_cfg: float = 0.0
     sigmas: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"seed": RANGES["seed"], "steps": (0, RANGES["sampler_steps"][1], "0 = official"),
+                            "cfg": RANGES["cfg"], "min_cfg": RANGES["cfg"]})
 
     def resolved(self, kind: str) -> "SamplingWidgets":
         spec = KINDS[kind]
@@ -54,6 +59,9 @@ def check_sigmas(sigmas: torch.Tensor) -> int:
         shape = tuple(sigmas.shape) if torch.is_tensor(sigmas) else type(sigmas).__name__
         raise ValueError(f"sigmas must be a 1-D schedule with at least 2 values (steps + 1), got {shape}; connect a "
                          "core scheduler node (e.g. KarrasScheduler) or leave sigmas empty")
+    if not bool(torch.isfinite(sigmas).all()):
+        raise ValueError(f"sigmas hold NaN or infinite values ({[float(s) for s in sigmas[:6]]}...); connect a core "
+                         "scheduler node's output or leave sigmas empty")
     if float(sigmas[-1]) != 0.0 or bool((sigmas[1:] > sigmas[:-1]).any()):
         raise ValueError("sigmas must decrease and end in 0 (as core schedulers' output does); got "
                          f"{[round(float(s), 4) for s in sigmas[:4]]}...{float(sigmas[-1]):.4g}")

@@ -17,7 +17,7 @@ from .comfy_bridge import ComfySamplingModels, StepProgress, should_stop
 from .compat import io
 from .inputs import model_frames, same_size
 from .runs import SamplingWidgets, is_first_stage, run_passes, start_run
-from .sockets import Cameras, Passes, guidance_inputs, model_inputs, seed_input, video_input
+from .sockets import Cameras, Passes, checked_widgets, guidance_inputs, model_inputs, seed_input, video_input
 from .values import SampledPasses
 
 MODES = ["auto", "official", "extended"]
@@ -86,6 +86,7 @@ class _RunNode(io.ComfyNode):
     RUN_SELECT = staticmethod(lambda p: True)
 
     @classmethod
+    @checked_widgets
     def execute(cls, model, clip_vision, vae, video, seed: int, steps: int, cfg: float, min_cfg: float, mode: str,
                 orbit=None, cameras=None, sigmas=None) -> io.NodeOutput:
         models = ComfySamplingModels(model, clip_vision, vae)
@@ -120,6 +121,7 @@ class SampleDense(io.ComfyNode):
         )
 
     @classmethod
+    @checked_widgets
     def execute(cls, model, clip_vision, vae, passes: SampledPasses, seed: int, steps: int, cfg: float,
                 min_cfg: float, sigmas=None) -> io.NodeOutput:
         models = ComfySamplingModels(model, clip_vision, vae)

@@ -5,8 +5,12 @@ The values on these sockets are the classes of ``values.py``: SV4D_CAMERAS -> ``
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 from sv4d_models.config import MAX_SEED
 from sv4d_models.kinds import kind_values
+from sv4d_models.validate import check_number
 
 from .compat import io
 
@@ -16,6 +20,38 @@ Matrix = io.Custom("SV4D_MATRIX")
 NeRF = io.Custom("SV4D_NERF")
 
 SEED_TOOLTIP = "base seed: pass k samples with a seed mixed from (seed, k), so a resumed or re-queued run is exact"
+
+
+def checked_widgets(execute):
+    """Decorator of a node's ``execute``: every INT / FLOAT widget value is checked before the node does anything:
+    a real number (an int for INT), finite and inside the widget's min / max. ComfyUI's own check lets NaN through
+    (``NaN < min`` is False) and API prompts may send any JSON; the error names the node, the input and the range.
+
+        @classmethod
+        @checked_widgets
+        def execute(cls, matrix, preset: str, nerf_seed: int, mask_threshold: float) -> io.NodeOutput: ...
+    """
+    signature = inspect.signature(execute)
+
+    @functools.wraps(execute)
+    def run(cls, *args, **kwargs):
+        values = signature.bind(cls, *args, **kwargs).arguments
+        title, widgets = _number_widgets(cls)
+        for name, (lo, hi, integer) in widgets.items():
+            if values.get(name) is not None:
+                check_number(values[name], f"{title}: {name}", lo, hi, "the widget's range", integer=integer)
+        return execute(cls, *args, **kwargs)
+
+    return run
+
+
+@functools.lru_cache(maxsize=None)
+def _number_widgets(cls) -> tuple[str, dict]:
+    """(display name, ``{input: (min, max, is_int)}``) of a node's INT / FLOAT widgets (read from its schema)."""
+    schema = cls.define_schema()
+    widgets = {inp.id: (inp.min, inp.max, isinstance(inp, io.Int.Input)) for inp in schema.inputs
+               if isinstance(inp, (io.Int.Input, io.Float.Input))}
+    return schema.display_name or schema.node_id, widgets
 
 
 def video_input(name: str = "video", tooltip: str = "the input video: an IMAGE batch (frames) or a core VIDEO",

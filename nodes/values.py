@@ -21,6 +21,7 @@ from sv4d_models.camera import Cameras, matrix_cameras
 from sv4d_models.files import fingerprint
 from sv4d_models.kinds import FOUR_D_KINDS, KINDS
 from sv4d_models.sampling.plan import Plan
+from sv4d_models.validate import check_angle
 
 __all__ = ["CameraSpec", "SampledPasses", "ImageMatrixValue", "NeRFValue", "parse_angles", "run_key",
            "tile_latents", "grid_image", "resolve_setting"]
@@ -31,12 +32,10 @@ def parse_angles(text: str, name: str) -> tuple[float, ...] | None:
     items = [t for t in text.replace(",", " ").split() if t]
     if not items:
         return None
-    try:
-        return tuple(float(t) for t in items)
-    except ValueError:
-        bad = next(t for t in items if not _is_float(t))
-        raise ValueError(f"{name}: {bad!r} is not a number; give degrees separated by commas, e.g. '10, 10, 12'") \
-            from None
+    bad = next((t for t in items if not _is_float(t)), None)
+    if bad is not None:
+        raise ValueError(f"{name}: {bad!r} is not a number; give degrees separated by commas, e.g. '10, 10, 12'")
+    return tuple(check_angle(float(t), f"{name}[{i}]") for i, t in enumerate(items))  # "nan", "inf", 1000 refused
 
 
 def _is_float(text: str) -> bool:

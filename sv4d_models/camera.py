@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .kinds import FOUR_D_KINDS, KINDS, SV3D_N_VIEWS, SV4D_ORBIT_VIEWS, get_kind
+from .validate import check_angle, check_number
 
 FOV_DEG = 33.9  # vertical field of view of SV3D / SV4D renders
 CAMERA_DISTANCE = 2.0  # orbit radius used by the SV3D authors' reconstruction code
@@ -58,6 +59,14 @@ def look_at_c2w(position: torch.Tensor, target: torch.Tensor | None = None) -> t
     c2w = torch.eye(4, dtype=torch.float64).repeat(position.shape[0], 1, 1)
     c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, up, -forward, position
     return c2w
+
+
+FOV_RANGE = (1.0, 160.0)  # a pinhole camera: 180 deg has focal length 0 (every ray parallel to the image plane)
+
+
+def _check_lens(fov_deg, radius) -> None:
+    check_number(fov_deg, "fov_deg", *FOV_RANGE, why=f"vertical field of view in degrees; SV3D's is {FOV_DEG:.1f}")
+    check_number(radius, "radius", ("open", 0.0), 1000.0, why=f"orbit distance; SV3D's is {CAMERA_DISTANCE}")
 
 
 def focal_from_fov(fov_deg: float, size: int) -> float:
@@ -100,12 +109,21 @@ class Cameras:
         az = torch.as_tensor(azimuth_deg, dtype=torch.float64).reshape(-1)
         el = torch.as_tensor(elevation_deg, dtype=torch.float64).reshape(-1)
         az, el = torch.broadcast_tensors(az, el)
-        if not math.isfinite(radius) or radius <= 0:
-            raise ValueError(f"radius={radius} must be a positive finite distance (SV3D uses {CAMERA_DISTANCE})")
-        if not 0 < fov_deg < 180:
-            raise ValueError(f"fov_deg={fov_deg} must be in (0, 180) degrees (SV3D uses {FOV_DEG})")
+        _check_lens(fov_deg, radius)
+        if not bool(torch.isfinite(az).all() and torch.isfinite(el).all()):
+            raise ValueError(f"camera angles must be finite numbers; got azimuths {az.tolist()}, elevations "
+                             f"{el.tolist()}")
         c2w = look_at_c2w(orbit_position(az, el, radius))
         return cls(c2w=c2w, azimuth_deg=az.clone(), elevation_deg=el.clone(), fov_deg=fov_deg, radius=radius)
+
+    def __post_init__(self) -> None:
+        _check_lens(self.fov_deg, self.radius)
+        if not (torch.is_tensor(self.c2w) and self.c2w.ndim == 3 and self.c2w.shape[1:] == (4, 4)):
+            raise ValueError(f"c2w must be a [N, 4, 4] tensor of camera-to-world matrices, got "
+                             f"{tuple(self.c2w.shape) if torch.is_tensor(self.c2w) else type(self.c2w).__name__}")
+        if not bool(torch.isfinite(self.c2w).all()):
+            raise ValueError("camera matrices (c2w) hold NaN or infinite values; check the angles they were made "
+                             "from")
 
     def __len__(self) -> int:
         return self.c2w.shape[0]
@@ -155,8 +173,12 @@ class Cameras:
 def _as_list(values, n: int, name: str, what: str) -> list[float]:
     """Scalar -> n copies; sequence -> list of floats, checked to have length n."""
     if isinstance(values, (int, float, np.floating, np.integer)):
-        return [float(values)] * n
-    out = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+        return [check_angle(float(values), name)] * n
+    try:
+        out = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={values!r} must be a number or a list of numbers (degrees)") from None
+    out = [check_angle(v, f"{name}[{i}]") for i, v in enumerate(out)]
     if len(out) != n:
         raise ValueError(f"{name} has {len(out)} values; give 1 value or {n} values ({what})")
     return out

@@ -22,7 +22,7 @@ def check_known_keys(cls: type, d: dict[str, Any]) -> None:
                          + f"; known keys: {sorted(names)}")
 
 
-MAX_SEED = 2**63 - 1  # seeds are int64 everywhere (torch generators, work-dir records): the library, CLI and nodes
+from .validate import MAX_SEED  # noqa: E402,F401 - re-exported (nodes, pipeline)
 
 
 def check_all(checks: list[tuple[bool, str]]) -> None:

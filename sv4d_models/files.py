@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 __all__ = ["clean_temp_files", "atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "json_text",
            "atomic_torch_save", "check_writable", "prepare_folder", "fingerprint", "read_json"]
 
 
@@ -97,7 +99,29 @@ def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = Fals
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, overwrite: bool = True) -> Path:
     """``obj`` as indented, key-sorted JSON (replaces by default: state files such as manifests)."""
-    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True), overwrite)
+    return atomic_write_text(path, json_text(obj, path, indent=1, sort_keys=True), overwrite)
+
+
+def json_text(obj: Any, path: str | os.PathLike, **dumps_kw) -> str:
+    """``json.dumps`` that refuses NaN and infinity (bare ``NaN`` / ``Infinity`` are not JSON: other readers fail on
+    them): ValueError naming the file ``path`` and the key of the first bad value; nothing is written."""
+    try:
+        return json.dumps(obj, allow_nan=False, **dumps_kw)
+    except ValueError:
+        where = _first_non_finite(obj, "")
+        raise ValueError(f"{path}: {where or 'a value'} is NaN or infinite; a JSON file cannot hold it and nothing "
+                         "was written (the data it comes from is broken: check the inputs and settings)") from None
+
+
+def _first_non_finite(obj: Any, where: str) -> str | None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return f"{where or 'the value'}={obj}"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _first_non_finite(value, f"{where}[{key!r}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found:
+            return found
+    return None
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = True) -> Path:

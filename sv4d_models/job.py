@@ -29,11 +29,12 @@ import torch
 
 from . import events
 from .checkpoint import CheckpointNotFoundError
-from .config import MAX_SEED, check_all
+from .config import check_all
 from .files import atomic_write_bytes, atomic_write_json, read_json
 from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, IMAGE_SIZE, KINDS, ORBIT_KINDS
 from .images import FOREGROUND_THRESHOLD
 from .presets import PRESETS
+from .validate import ANGLES, bounds, check_device, check_fields
 
 JOB_OUTPUTS = ("manifest.json", "grid.png", "videos", "sampling", "reconstruction")
 Reporter = Callable[[dict], None]
@@ -73,16 +74,37 @@ class JobSettings:
     extra: dict = field(default_factory=dict)  # recorded in the manifest (e.g. the demo's model card)
 
     def __post_init__(self) -> None:
-        check_all([(0 <= self.seed <= MAX_SEED, f"seed={self.seed} must be in [0, 2^63)"),
-                  (self.frames is None or self.frames >= 1, f"frames={self.frames} must be >= 1"),
-                  (self.steps is None or self.steps >= 1, f"steps={self.steps} must be >= 1"),
-                  (self.image_size >= 16,
-                   f"image_size={self.image_size} must be >= 16 ({IMAGE_SIZE} for the official models)"),
-                  (0.0 < self.mask_threshold <= 1.0, f"mask_threshold={self.mask_threshold} must be in (0, 1] "
-                                                     f"(default {FOREGROUND_THRESHOLD})"),
-                  (self.fit_steps is None or self.fit_steps >= 2, f"fit_steps={self.fit_steps} must be >= 2"),
-                  (self.preset in PRESETS, f"preset={self.preset!r}: use one of {', '.join(PRESETS)}"),
-                  (not (self.resume and self.overwrite), "resume and overwrite exclude each other: pick one")])
+        check_fields(self, JOB_BOUNDS)
+        if self.device is not None:
+            check_device(self.device, available=False)  # the name now; presence before anything is loaded
+        check_all([(self.preset in PRESETS, f"preset={self.preset!r}: use one of {', '.join(PRESETS)}"),
+                   (self.mode in ("auto", "official", "extended"),
+                    f"mode={self.mode!r}: use 'auto', 'official' or 'extended'"),
+                   (self.model_kind is None or self.model_kind in FOUR_D_KINDS,
+                    f"model_kind={self.model_kind!r}: use one of {', '.join(FOUR_D_KINDS)}"),
+                   (self.dtype in ("auto", "float32", "float16", "bfloat16"),
+                    f"dtype={self.dtype!r}: use auto, float32, float16 or bfloat16"),
+                   (self.min_cfg is None or self.cfg is None or self.min_cfg <= self.cfg,
+                    f"min_cfg={self.min_cfg} is above cfg={self.cfg}; the guidance ramps from min_cfg up to cfg"),
+                   (not (self.resume and self.overwrite), "resume and overwrite exclude each other: pick one")])
+        self.reconstruction_settings()  # the fit and export settings are built (and so checked) now, not after sampling
+
+    def reconstruction_settings(self):
+        """(``NeRFFitConfig``, ``ExportSettings``) of the 4D stage: the preset's, with this job's overrides."""
+        preset = PRESETS[self.preset]
+        export = preset.export_settings(turntable_frames=self.turntable_frames, turntable_size=self.turntable_size,
+                                        mesh_resolution=self.mesh_resolution, mesh_threshold=self.mesh_threshold)
+        return preset.fit_config(self.fit_steps), export
+
+
+# The ranges of the job's numbers (sv4d_models.validate.RANGES has the shared ones and their reasons)
+JOB_BOUNDS = {**bounds(seed="seed", frames="video_frames", steps="sampler_steps", cfg="cfg", min_cfg="cfg",
+                       fit_steps="fit_steps", turntable_frames="turntable_frames", turntable_size="render_size",
+                       mesh_resolution="mesh_resolution", mesh_threshold="mesh_threshold",
+                       mask_threshold="mask_threshold"),
+              "elevation": ANGLES["elevations_deg"],
+              "image_size": (16, 4096, f"pixels per side; the official models were trained at {IMAGE_SIZE}, memory "
+                                       "grows with the square")}
 
 
 def model_folders() -> list[Path]:
@@ -110,20 +132,6 @@ def find_checkpoint(given: str | None, kinds: tuple[str, ...], what: str, flag: 
     raise CheckpointNotFoundError(f"no {what} checkpoint: pass {flag} PATH, or put {' / '.join(names)} in "
                                   f"$SV4D_MODELS or ./checkpoints (searched: {searched}; Stability's releases, see "
                                   f"the README; in ComfyUI: {CHECKPOINT_FOLDER_HINT}), or use --model demo")
-
-
-def check_device(device: str | None) -> str:
-    """A usable device string; ValueError naming the value and the fix."""
-    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device={name!r} is not a device name; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r}: CUDA is not available on this machine; use --device cpu")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={name!r} is not supported; use cpu or cuda")
-    return name
 
 
 def check_output(settings: JobSettings) -> list[str]:
@@ -256,10 +264,7 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
     from .images import foreground_masks
     from .reconstruction import reconstruct
 
-    preset = PRESETS[settings.preset]
-    config = preset.fit_config(settings.fit_steps)
-    export = preset.export_settings(turntable_frames=settings.turntable_frames, turntable_size=settings.turntable_size,
-                                    mesh_resolution=settings.mesh_resolution, mesh_threshold=settings.mesh_threshold)
+    config, export = settings.reconstruction_settings()
     images = result.images
     masks = foreground_masks(images, settings.mask_threshold)  # white background -> foreground
     paths = reconstruct(images, masks, result.cameras, result.times, out / "reconstruction", config, export,

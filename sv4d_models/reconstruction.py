@@ -25,6 +25,7 @@ import torch
 from . import events
 from .camera import Cameras
 from .files import atomic_write_json, check_writable
+from .validate import bounds, check_fields
 
 OUTPUTS = ("turntable.mp4", "animated.glb", "metrics.json", "meshes", "cameras")
 
@@ -48,12 +49,12 @@ class ExportSettings:
     eval_size: int = 128  # render size of the quality check
 
     def __post_init__(self) -> None:
-        if self.turntable_frames < 1 or self.turntable_size < 8 or self.mesh_resolution < 8 or self.fps <= 0:
-            raise ValueError(f"export settings out of range: turntable_frames={self.turntable_frames} (>= 1), "
-                             f"turntable_size={self.turntable_size} (>= 8), mesh_resolution={self.mesh_resolution} "
-                             f"(>= 8), fps={self.fps} (> 0)")
-        if not 0 <= self.min_coverage_ratio <= 1:
-            raise ValueError(f"min_coverage_ratio={self.min_coverage_ratio} must be in [0, 1]")
+        check_fields(self, EXPORT_BOUNDS, "export")
+
+
+EXPORT_BOUNDS = bounds(turntable_frames="turntable_frames", turntable_size="render_size",
+                       mesh_resolution="mesh_resolution", mesh_threshold="mesh_threshold", fps="fps",
+                       min_coverage_ratio="fraction", eval_size="render_size")
 
 
 def surface_density(config) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from sv4d_models.config import ConfigGroups, check_all
+from sv4d_models.validate import MAX_STEPS, RANGES, STEPS, check_fields, check_numbers
 from sv4d_models.kinds import FOUR_D_KINDS
 
 
@@ -34,6 +35,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False  # recompute UNet blocks in backward (less memory, ~30% slower)
 
     def __post_init__(self) -> None:
+        check_fields(self, {}, "model")
         check_all([(self.kind in FOUR_D_KINDS, f"model.kind={self.kind!r}: use one of {list(FOUR_D_KINDS)}"),
                 (self.size in ("official", "tiny"), f"model.size={self.size!r}: use 'official' or 'tiny'")])
 
@@ -49,6 +51,8 @@ class DataConfig:
     skip_bad_shards: bool = False  # a corrupt / missing shard: False = error naming it, True = warn and skip
 
     def __post_init__(self) -> None:
+        check_fields(self, {"max_stride": (1, 20, "frame stride within the 21-frame orbits"),
+                            "p_reference_before": RANGES["fraction"], "p_no_reference": RANGES["fraction"]}, "data")
         check_all([(self.max_stride >= 1, f"data.max_stride={self.max_stride} must be >= 1"),
                 (0 <= self.p_reference_before <= 1, f"data.p_reference_before={self.p_reference_before} not in [0, 1]"),
                 (0 <= self.p_no_reference <= 1, f"data.p_no_reference={self.p_no_reference} not in [0, 1]")])
@@ -86,7 +90,11 @@ class OptimConfig:
         return warm * (self.min_lr_ratio + (top - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done)))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        check_fields(self, OPTIM_BOUNDS, "optim")
+        if isinstance(self.betas, (str, bytes)) or not hasattr(self.betas, "__len__") or len(self.betas) != 2:
+            raise ValueError(f"optim.betas={self.betas!r} needs two numbers, e.g. [0.9, 0.999]")
+        object.__setattr__(self, "betas", check_numbers(self.betas, "optim.betas", 0.0, ("open", 1.0),
+                                                        "Adam moment decay rates"))
         check_all([(self.decay_start >= 0 and self.decay_steps >= 0,
                  f"optim.decay_start={self.decay_start} / decay_steps={self.decay_steps} must be >= 0"),
                 (0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]"),
@@ -97,6 +105,14 @@ class OptimConfig:
         check_all([(self.lr > 0, f"optim.lr={self.lr} must be > 0"), (self.warmup_steps >= 0, "optim.warmup_steps < 0"),
                 (self.grad_clip >= 0, f"optim.grad_clip={self.grad_clip} must be >= 0"),
                 (len(self.betas) == 2, f"optim.betas={self.betas} needs two values")])
+
+
+OPTIM_BOUNDS = {"lr": (("open", 0.0), 1.0, "AdamW learning rate (fine-tuning uses 1e-5)"),
+                "weight_decay": (0.0, 10.0, "AdamW weight decay"), "eps": (("open", 0.0), 1.0, "AdamW epsilon"),
+                "warmup_steps": (0, MAX_STEPS, STEPS), "grad_clip": (0.0, 1e6, "max gradient norm; 0 = off"),
+                "decay_start": (0, MAX_STEPS, STEPS), "decay_steps": (0, MAX_STEPS, STEPS),
+                "min_lr_ratio": RANGES["fraction"], "restart_steps": (0, MAX_STEPS, STEPS),
+                "restart_lr_ratio": RANGES["fraction"], "restart_cycles": (1, 100_000, "cycles")}
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,10 @@ class DiffusionConfig:
         return self.late_p_mean if 0 < self.late_from_step <= step else self.p_mean
 
     def __post_init__(self) -> None:
+        log_sigma = (-20.0, 20.0, "mean of log sigma; EDM uses -1.2, our recipe 1.0")
+        check_fields(self, {"p_mean": log_sigma, "late_p_mean": log_sigma,
+                            "p_std": (("open", 0.0), 20.0, "std of log sigma"), "p_uncond": RANGES["fraction"],
+                            "late_from_step": (0, MAX_STEPS, STEPS)}, "diffusion")
         check_all([(self.p_std > 0, f"diffusion.p_std={self.p_std} must be > 0"),
                 (0 <= self.p_uncond <= 1, f"diffusion.p_uncond={self.p_uncond} not in [0, 1]"),
                 (self.late_from_step >= 0, f"diffusion.late_from_step={self.late_from_step} must be >= 0")])
@@ -145,7 +165,11 @@ class RunConfig:
     record_weight_hashes: bool = False  # write logs/weights_rank<r>.sha256 at the end (data-parallel consistency)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "val_sigmas", tuple(float(s) for s in self.val_sigmas))
+        check_fields(self, RUN_BOUNDS, "run")
+        if isinstance(self.val_sigmas, (str, bytes)) or not hasattr(self.val_sigmas, "__iter__"):
+            raise ValueError(f"run.val_sigmas={self.val_sigmas!r} must be a list of noise levels, e.g. [0.1, 1.0, 10.0]")
+        object.__setattr__(self, "val_sigmas", check_numbers(self.val_sigmas, "run.val_sigmas", ("open", 0.0), 1000.0,
+                                                             "EDM noise levels (the sampler's largest is 700)"))
         check_all([(self.max_steps >= 1, f"run.max_steps={self.max_steps} must be >= 1"),
                 (self.static_steps >= 0, f"run.static_steps={self.static_steps} must be >= 0"),
                 (self.batch_size >= 1 and self.grad_accum >= 1, "run.batch_size and run.grad_accum must be >= 1"),
@@ -156,6 +180,15 @@ class RunConfig:
                 (self.checkpoints_total_limit >= 0, "run.checkpoints_total_limit must be >= 0"),
                 (self.tracker in ("auto", "tensorboard", "csv"), f"run.tracker={self.tracker!r}"),
                 (all(s > 0 for s in self.val_sigmas), f"run.val_sigmas={self.val_sigmas} must be > 0")])
+
+
+RUN_BOUNDS = {"seed": (0, 2**32 - 1, "numpy's and accelerate's seed range"), "max_steps": (1, MAX_STEPS, STEPS),
+              "static_steps": (0, MAX_STEPS, STEPS), "batch_size": (1, 4096, "samples per micro-batch; memory"),
+              "grad_accum": (1, 4096, "micro-batches per step"), "ema_decay": (0.0, ("open", 1.0), "EMA decay"),
+              "checkpoint_every": (1, MAX_STEPS, STEPS), "checkpoints_total_limit": (0, 100_000, "folders kept"),
+              "log_every": (1, MAX_STEPS, STEPS), "validate_every": (0, MAX_STEPS, "steps; 0 = only at the end"),
+              "val_samples": (1, 10_000, "samples per sigma"),
+              "val_sample_steps": (0, RANGES["sampler_steps"][1], "sampler steps of the grid; 0 = no grid")}
 
 
 _GROUPS = ConfigGroups("config", {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
@@ -176,7 +209,7 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
         """Nested ``{"run": {...}}`` and/or flat unique keys; unknown keys raise ValueError naming them."""
         groups = _GROUPS.split(d or {})
-        return cls(**{g: _GROUPS.groups[g](**_coerce(_GROUPS.groups[g], v)) for g, v in groups.items()})
+        return cls(**{g: _GROUPS.groups[g](**_coerce(_GROUPS.groups[g], v, g)) for g, v in groups.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -193,7 +226,7 @@ class TrainConfig:
         return TrainConfig.from_dict(d)
 
 
-def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+def _coerce(cls: type, values: dict[str, Any], group: str) -> dict[str, Any]:
     """Convert YAML strings such as ``1e-4`` (YAML 1.1 reads it as text) to the field's type; ValueError if not."""
     types = {f.name: str(f.type) for f in fields(cls)}
     out = {}
@@ -209,12 +242,14 @@ def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
             elif kind == "bool" and isinstance(value, str):
                 value = {"true": True, "false": False}[value.lower()]
         except (ValueError, KeyError):
-            raise ValueError(f"{cls.__name__} key {key!r} takes a {kind}, got {value!r}") from None
-        if kind in ("float", "int", "bool") and not isinstance(value, {"float": (float, int), "int": int,
-                                                                       "bool": bool}[kind]):
-            raise ValueError(f"{cls.__name__} key {key!r} takes a {kind}, got {value!r}")
-        if kind == "str" and not isinstance(value, str):
-            value = str(value)
+            raise ValueError(f"{group}.{key}={value!r}: takes {'an' if kind == 'int' else 'a'} {kind}") from None
+        if kind in ("float", "int", "bool") and (isinstance(value, bool) != (kind == "bool") or not isinstance(
+                value, {"float": (float, int), "int": int, "bool": bool}[kind])):
+            raise ValueError(f"{group}.{key}={value!r}: takes {'an' if kind == 'int' else 'a'} {kind}")
+        if kind == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # a YAML number where text is expected (run.resume=500 is a folder named 500)
+        elif kind == "str" and not isinstance(value, str):
+            raise ValueError(f"{group}.{key}={value!r}: takes text (a path or a name)")
         out[key] = value
     return out
 

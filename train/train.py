@@ -221,10 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config, args.overrides)
+        try:
+            cfg = load_config(args.config, args.overrides)  # every value checked here (type, finite, range)
+        except TypeError as exc:  # a value of the wrong type: a user error here (later, a TypeError is a bug)
+            raise ValueError(str(exc)) from None
         result = run(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     log.info("done: step %d, loss %.5f, export %s", result["step"], result["loss"], result["export"])
     return 0

@@ -11,7 +11,6 @@ reader can restore it. Plain ``images [N, H, W, 3]`` with N cameras are written 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ import numpy as np
 import torch
 
 from ..camera import Cameras
-from ..files import atomic_write_bytes, atomic_write_text, prepare_folder
+from ..files import atomic_write_bytes, atomic_write_text, json_text, prepare_folder, read_json
 from ..images import png_bytes
+from ..validate import check_finite_tensor
 
 
 def _flatten(cameras: Cameras, images: torch.Tensor, masks, times):
@@ -60,15 +60,17 @@ def export_transforms(folder: str | os.PathLike, cameras: Cameras, images: torch
     cams, imgs, msks, flat_times, names, matrix = _flatten(cameras, images, masks, times)
     if msks is not None and msks.shape != imgs.shape[:-1]:
         raise ValueError(f"masks {tuple(msks.shape)} must match the images without channels {tuple(imgs.shape[:-1])}")
-    folder = prepare_folder(folder, names + ["transforms.json"], overwrite)
-    (folder / "images").mkdir(exist_ok=True)
-    for i, name in enumerate(names):
-        atomic_write_bytes(folder / name, png_bytes(imgs[i], None if msks is None else msks[i]), overwrite)
     height, width = imgs.shape[1:3]
     data = cams.to_transforms_json(width, height, file_paths=names, times=flat_times)
     data["sv4d"] = {"fov_deg": cams.fov_deg, "radius": cams.radius, "matrix_shape_fv": matrix,
                     "has_alpha": msks is not None}
-    return atomic_write_text(folder / "transforms.json", json.dumps(data, indent=1), overwrite)
+    text = json_text(data, Path(folder) / "transforms.json", indent=1)  # refused (NaN) before anything is written
+    check_finite_tensor(imgs, "the images of transforms.json")
+    folder = prepare_folder(folder, names + ["transforms.json"], overwrite)
+    (folder / "images").mkdir(exist_ok=True)
+    for i, name in enumerate(names):
+        atomic_write_bytes(folder / name, png_bytes(imgs[i], None if msks is None else msks[i]), overwrite)
+    return atomic_write_text(folder / "transforms.json", text, overwrite)
 
 
 @dataclass
@@ -101,10 +103,17 @@ def load_transforms(path: str | os.PathLike, load_images: bool = False) -> Trans
     path = Path(path)
     if path.is_dir():
         path = path / "transforms.json"
-    data = json.loads(path.read_text())
-    frames = data.get("frames")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; pass a transforms.json or the folder holding it")
+    data = read_json(path, "a camera file")
+    frames = data.get("frames") if isinstance(data, dict) else None
     if not frames:
         raise ValueError(f"{path} has no 'frames' list; is it a nerfstudio transforms.json?")
+    missing = [k for k in ("h", "w") if k not in data] + [k for k in ("transform_matrix", "file_path")
+                                                          if any(k not in f for f in frames)]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; it is not a complete transforms.json (rewrite it with "
+                         "export_transforms)")
     c2w = torch.tensor([f["transform_matrix"] for f in frames], dtype=torch.float64)
     height, width = int(data["h"]), int(data["w"])
     focal = float(data.get("fl_y", data.get("fl_x", 0.0)))

@@ -21,14 +21,13 @@ The frame count, fps and frame times are recorded in ``asset.extras["sv4d"]``.
 """
 from __future__ import annotations
 
-import json
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, json_text
 from ..images import to_uint8
 from .mesh import MeshSequence
 
@@ -121,7 +120,7 @@ class _Builder:
 
     def to_bytes(self) -> bytes:
         self.gltf["buffers"] = [{"byteLength": len(self.bin)}]
-        js = json.dumps(self.gltf, separators=(",", ":")).encode("utf-8")
+        js = json_text(self.gltf, "the GLB's JSON chunk", separators=(",", ":")).encode("utf-8")
         js += b" " * (-len(js) % 4)
         total = 12 + 8 + len(js) + 8 + len(self.bin)
         return b"".join([struct.pack("<4sII", b"glTF", 2, total), struct.pack("<I4s", len(js), b"JSON"), js,

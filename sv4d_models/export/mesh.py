@@ -21,6 +21,7 @@ import torch
 
 from ..config import check_known_keys
 from ..images import to_uint8
+from ..validate import RANGES, check_fields
 
 DensityFn = Callable[[torch.Tensor, float], torch.Tensor]
 ColorFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -41,19 +42,21 @@ class MeshConfig:
     close_boundary: bool = True  # pad the grid with "outside" so meshes cut by the AABB stay closed
 
     def __post_init__(self) -> None:
-        if self.resolution < 2:
-            raise ValueError(f"resolution={self.resolution} must be >= 2 grid points per axis")
-        if self.aabb_half_size <= 0:
-            raise ValueError(f"aabb_half_size={self.aabb_half_size} must be positive (default 0.7)")
+        check_fields(self, MESH_BOUNDS, "mesh")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r} is not supported; use one of {BACKENDS}")
-        if self.decimate_faces < 0 or self.chunk < 1:
-            raise ValueError(f"decimate_faces={self.decimate_faces} must be >= 0 and chunk={self.chunk} >= 1")
 
     @classmethod
     def from_dict(cls, d: dict) -> "MeshConfig":
         check_known_keys(cls, d)
         return cls(**d)
+
+
+MESH_BOUNDS = {"resolution": (2, RANGES["mesh_resolution"][1], RANGES["mesh_resolution"][2]),
+               "threshold": (None, None),  # any finite density (fields may use negative levels)
+               "aabb_half_size": (("open", 0.0), 100.0, "half the box side in world units (default 0.7; camera at 2)"),
+               "chunk": (1, 2**26, "points per density call; memory grows with it"),
+               "decimate_faces": (0, 100_000_000, "faces per frame; 0 = no decimation")}
 
 
 @dataclass
@@ -72,6 +75,8 @@ class MeshSequence:
 
     def __post_init__(self) -> None:
         self.times = np.asarray(self.times, dtype=np.float64).reshape(-1)
+        if not np.isfinite(self.times).all():
+            raise ValueError(f"times {self.times.tolist()} must be finite (frame times in [0, 1])")
         n = len(self.vertices)
         if n == 0 or len(self.faces) != n or len(self.times) != n or (self.colors is not None and len(self.colors) != n):
             raise ValueError(
@@ -82,6 +87,9 @@ class MeshSequence:
             v, f = self.vertices[i], self.faces[i]
             if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3:
                 raise ValueError(f"frame {i}: vertices {v.shape} must be [V, 3] and faces {f.shape} [F, 3]")
+            if not np.isfinite(v).all():
+                raise ValueError(f"frame {i}: {int((~np.isfinite(v)).sum())} vertex coordinates are NaN or infinite; "
+                                 "a mesh file cannot hold them (nothing was written)")
             if f.size and (f.min() < 0 or f.max() >= len(v)):
                 raise ValueError(f"frame {i}: face indices must lie in [0, {len(v)}), got [{f.min()}, {f.max()}]")
             if self.colors is not None and self.colors[i].shape != (len(v), 3):

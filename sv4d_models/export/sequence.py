@@ -8,13 +8,12 @@ OBJ stores colours as the common ``v x y z r g b`` extension (floats in [0, 1]);
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write_bytes, atomic_write_text, prepare_folder
+from ..files import atomic_write_bytes, atomic_write_text, json_text, prepare_folder
 from .mesh import MeshSequence
 
 FORMATS = ("obj", "ply")
@@ -85,5 +84,5 @@ def write_mesh_sequence(seq: MeshSequence, folder: str | os.PathLike, fmt: str =
     meta = {"format": fmt, "frame_count": seq.n_frames, "fps": float(fps), "times": seq.times.tolist(),
             "files": names, "up_axis": up_axis,
             "axes": "world z-up" if up_axis == "z" else "y-up: (x, y, z)_world -> (y, z, x)"}
-    atomic_write_text(folder / "sequence.json", json.dumps(meta, indent=1), overwrite)
+    atomic_write_text(folder / "sequence.json", json_text(meta, folder / "sequence.json", indent=1), overwrite)
     return paths

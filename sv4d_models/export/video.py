@@ -24,6 +24,7 @@ import torch
 from ..camera import CAMERA_DISTANCE, FOV_DEG, Cameras
 from ..files import atomic_path
 from ..images import to_uint8
+from ..validate import RANGES, check_number
 
 RenderFn = Callable[[Cameras, float, int, int], torch.Tensor]
 TIME_MODES = ("pingpong", "loop")
@@ -101,11 +102,14 @@ def render_turntable(render_fn: RenderFn, n_frames: int = 48, height: int = 256,
     return render_path(render_fn, cams, times.tolist(), height, width), times
 
 
-def frames_to_uint8(frames) -> np.ndarray:
-    """``[F, H, W, 3]`` float in [0, 1] (tensor or array) or uint8 -> contiguous uint8 array."""
+def frames_to_uint8(frames, what: str = "frames") -> np.ndarray:
+    """``[F, H, W, 3]`` float in [0, 1] (tensor or array) or uint8 -> contiguous uint8 array; NaN / infinite values
+    raise ValueError naming ``what`` (they would become black or white pixels without a word)."""
     arr = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0:
         raise ValueError(f"frames must be [F, H, W, 3] with F >= 1, got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{what} hold {int((~np.isfinite(arr)).sum())} NaN or infinite values; nothing was written")
     if arr.dtype != np.uint8:
         arr = to_uint8(arr.astype(np.float32))
     return np.ascontiguousarray(arr)
@@ -159,11 +163,9 @@ def _pick_backend(backend: str):
 def write_mp4(frames, path: str | os.PathLike, fps: float = 12.0, crf: int = 18, backend: str = "auto",
               overwrite: bool = False) -> Path:
     """Encode ``frames [F, H, W, 3]`` (float [0, 1] or uint8) as H.264 mp4 at ``path`` (atomic, no clobber)."""
-    if not fps > 0:
-        raise ValueError(f"fps={fps} must be positive")
-    if not 0 <= crf <= 51:
-        raise ValueError(f"crf={crf} must be in [0, 51] (x264 quality; lower is better, 18 ~ visually lossless)")
-    arr = _pad_even(frames_to_uint8(frames))
+    check_number(fps, "fps", *RANGES["fps"])
+    check_number(crf, "crf", 0, 51, "x264 quality; lower is better, 18 ~ visually lossless", integer=True)
+    arr = _pad_even(frames_to_uint8(frames, f"the frames of {path}"))
     writer = _pick_backend(backend)
     with atomic_path(path, overwrite) as tmp:
         writer(arr, tmp, float(fps), int(crf))

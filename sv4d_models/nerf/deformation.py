@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import check_known_keys
+from ..validate import check_fields
 from torch import nn
 
 
@@ -28,6 +29,13 @@ class DeformationConfig:
     # move each of its weights by ~lr whatever the gradient: without the 1/hidden readout every step displaced the
     # points by ~lr * sum(h) (0.3 world units at lr 0.005, hidden 64: the dynamic stage diverged, issue 8).
     output_scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"n_freq_x": (0, 16, "frequency bands; float32 loses the higher ones"),
+                            "n_freq_t": (0, 16, "frequency bands; float32 loses the higher ones"),
+                            "hidden": (1, 4096, "MLP width; memory grows with it"),
+                            "n_hidden_layers": (1, 32, "MLP depth"),
+                            "output_scale": (0.0, 100.0, "readout scale; 0 = 1 / hidden")}, "field.deformation")
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeformationConfig":

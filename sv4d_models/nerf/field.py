@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..config import check_known_keys
+from ..config import check_all, check_known_keys
+from ..validate import check_fields
 import torch.nn.functional as F
 from torch import nn
 
@@ -37,6 +38,20 @@ class FieldConfig:
     dynamic: bool = True  # False: no deformation network (static NeRF)
     backend: str = "auto"  # hash grid backend: "auto" | "torch" | "tcnn"
 
+    def __post_init__(self) -> None:
+        check_fields(self, {"hidden": (1, 4096, "MLP width; memory grows with it"),
+                            "aabb_half_size": (("open", 0.0), 100.0, "half the scene box side (camera at 2.0)"),
+                            "blob_scale": (0.0, 1e4, "initial density bump"),
+                            "blob_std": (("open", 0.0), 100.0, "width of the initial density bump")}, "field")
+        check_all([(isinstance(self.grid, HashGridConfig), f"field.grid must be a HashGridConfig, not {self.grid!r}"),
+                   (isinstance(self.deformation, DeformationConfig),
+                    f"field.deformation must be a DeformationConfig, not {self.deformation!r}"),
+                   (self.density_activation in ("softplus", "trunc_exp"),
+                    f"density_activation={self.density_activation!r}; use 'softplus' or 'trunc_exp'"),
+                   (self.density_blob in ("magic3d", "none"),
+                    f"density_blob={self.density_blob!r}; use 'magic3d' or 'none'"),
+                   (self.backend in ("auto", "torch", "tcnn"), f"backend={self.backend!r}; use auto, torch or tcnn")])
+
     @classmethod
     def from_dict(cls, d: dict) -> "FieldConfig":
         check_known_keys(cls, d)
@@ -45,10 +60,6 @@ class FieldConfig:
             d["grid"] = HashGridConfig.from_dict(d["grid"])
         if isinstance(d.get("deformation"), dict):
             d["deformation"] = DeformationConfig.from_dict(d["deformation"])
-        if d.get("density_activation", "softplus") not in ("softplus", "trunc_exp"):
-            raise ValueError(f"density_activation={d['density_activation']!r}; use 'softplus' or 'trunc_exp'")
-        if d.get("density_blob", "magic3d") not in ("magic3d", "none"):
-            raise ValueError(f"density_blob={d['density_blob']!r}; use 'magic3d' or 'none'")
         return cls(**d)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..config import check_known_keys
+from ..validate import MAX_STEPS, RANGES, STEPS, check_fields, check_number, check_numbers
 from .deformation import DeformationConfig
 from .field import FieldConfig
 from .guard import GuardConfig
@@ -74,6 +75,17 @@ class NeRFFitConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
+        check_fields(self, FIT_BOUNDS, "fit")
+        if not (isinstance(self.adam_betas, tuple) and len(self.adam_betas) == 2):
+            raise ValueError(f"fit.adam_betas={self.adam_betas!r} must be two numbers, e.g. (0.9, 0.99)")
+        check_numbers(self.adam_betas, "fit.adam_betas", 0.0, ("open", 1.0), "Adam moment decay rates")
+        schedule = self.resolution_schedule
+        if not isinstance(schedule, tuple) or not all(isinstance(p, tuple) and len(p) == 2 for p in schedule):
+            raise ValueError(f"fit.resolution_schedule={schedule!r} must be (step, resolution) pairs, e.g. "
+                             "((0, 128), (200, 256))")
+        for i, (step, size) in enumerate(schedule):
+            check_number(step, f"fit.resolution_schedule[{i}] step", 0, MAX_STEPS, integer=True)
+            check_number(size, f"fit.resolution_schedule[{i}] resolution", *FIT_RENDER_SIZE, integer=True)
         if self.normals not in ("analytic", "finite_difference"):
             raise ValueError(f"normals={self.normals!r}; use 'analytic' or 'finite_difference'")
         if self.static_steps < 0 or self.dynamic_steps < 0 or self.static_steps + self.dynamic_steps == 0:
@@ -87,6 +99,22 @@ class NeRFFitConfig:
     @property
     def total_steps(self) -> int:
         return self.static_steps + self.dynamic_steps
+
+
+FIT_RENDER_SIZE = (1, RANGES["render_size"][1], RANGES["render_size"][2])
+# The fit's numbers and their ranges (sv4d_models.validate.RANGES has the shared ones and their reasons)
+FIT_BOUNDS = {"seed": RANGES["seed"], "n_samples": (1, 4096, "samples per ray; memory and time grow with it"),
+              "static_steps": (0, MAX_STEPS, STEPS), "dynamic_steps": (0, MAX_STEPS, STEPS),
+              "static_views_per_step": (0, 1000, "views per step; 0 = all of frame 0's"),
+              "dynamic_frames_per_step": (1, 1000, "frames per step; memory grows with it"),
+              "dynamic_views_per_step": (1, 1000, "views per step; memory grows with it"),
+              "max_render_size": FIT_RENDER_SIZE, "lr": (("open", 0.0), 10.0, "Adam learning rate"),
+              "lr_deformation": (0.0, 10.0, "Adam learning rate; 0 freezes the deformation"),
+              "dynamic_canonical_lr_scale": (0.0, 100.0, "multiplier of lr"),
+              "dynamic_lr_warmup": (0, MAX_STEPS, STEPS), "adam_eps": (("open", 0.0), 1.0, "Adam's epsilon"),
+              "time_anneal_fraction": RANGES["fraction"], "checkpoint_every": (1, MAX_STEPS, STEPS),
+              "preview_every": (0, MAX_STEPS, "steps; 0 = no previews"), "preview_size": FIT_RENDER_SIZE,
+              "render_chunk": (1, 2**24, "rays per render call; memory grows with it")}
 
 
 def cpu_preset(**overrides) -> NeRFFitConfig:

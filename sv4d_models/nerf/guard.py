@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 
 from ..config import check_known_keys
+from ..validate import check_fields
 
 log = logging.getLogger("sv4d.nerf")
 
@@ -36,6 +37,8 @@ class GuardConfig:
     max_rollbacks: int = 4  # then FitDivergedError
 
     def __post_init__(self) -> None:
+        check_fields(self, {"spike_factor": (None, 1e6), "window": (None, 100_000), "snapshot_every": (None, 10**7),
+                            "lr_backoff": (None, None), "max_rollbacks": (None, 1000)}, "guard")
         if self.spike_factor <= 1 or self.window < 3 or self.snapshot_every < 1:
             raise ValueError(f"guard: spike_factor={self.spike_factor} must be > 1, window={self.window} >= 3, "
                              f"snapshot_every={self.snapshot_every} >= 1")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..config import check_known_keys
+from ..validate import check_fields
 from torch import nn
 
 PRIME_Y = 2654435761 - 2**32  # -1640531535: uint32 prime written as a two's-complement int32
@@ -40,6 +41,13 @@ class HashGridConfig:
     log2_hashmap_size: int = 19  # T = 2^19 entries per hashed level
     base_resolution: int = 16  # N_min
     per_level_scale: float = 1.447269237440378  # growth per level; 16 levels -> N_max 4096 (threestudio)
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"n_levels": (1, 32, "grid levels; memory grows with them"),
+                            "n_features_per_level": (1, 8, "tinycudann supports 1, 2, 4 or 8"),
+                            "log2_hashmap_size": (4, 24, "2^T rows per level; 2^24 x 16 levels x 2 x 4 B = 2 GiB"),
+                            "base_resolution": (1, 4096, "cells of the coarsest level"),
+                            "per_level_scale": (1.0, 16.0, "growth of the resolution per level")}, "field.grid")
 
     @classmethod
     def from_dict(cls, d: dict) -> "HashGridConfig":

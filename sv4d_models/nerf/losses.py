@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import check_known_keys
+from ..validate import check_fields
 import torch.nn.functional as F
 
 
@@ -25,6 +26,14 @@ class LossConfig:
     bilateral_depth: float = 100.0  # image-gated pseudo-Huber smoothness of depth
     bilateral_normal: float = 100.0  # image-gated smoothness of rendered normals (needs normals)
     normal_prior: float = 0.0  # 1 - cos to a supplied mono-normal map inside the mask (needs normals)
+
+    def __post_init__(self) -> None:
+        weight = (0.0, 1e6, "loss weight; 0 turns the term off")
+        check_fields(self, {**{k: weight for k in ("rgb", "mask", "lpips", "depth_smooth", "bilateral_depth",
+                                                   "bilateral_normal", "normal_prior")},
+                            "lpips_ramp_steps": (0, 10_000_000, "steps; 0 = full weight at once")}, "loss")
+        if self.lpips_net not in ("vgg", "alex"):
+            raise ValueError(f"loss.lpips_net={self.lpips_net!r}; use 'vgg' or 'alex'")
 
     @classmethod
     def from_dict(cls, d: dict) -> "LossConfig":

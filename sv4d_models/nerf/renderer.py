@@ -15,6 +15,7 @@ from torch import nn
 
 from ..camera import Cameras, pixel_rays
 from ..config import check_known_keys
+from ..validate import check_fields, check_number
 
 
 def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, half_size: float):
@@ -67,6 +68,12 @@ class OccupancyConfig:
     warmup_steps: int = 64  # no culling before this many steps (the field is still random)
     n_times: int = 2  # random batch times per update once the field is dynamic
     enabled: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"resolution": (1, 512, "cells per axis; memory grows with the cube"),
+                            "ema_decay": (0.0, 1.0, "a decay rate"), "threshold": (0.0, 1e6, "an opacity level"),
+                            "update_every": (1, 10_000_000, "steps"), "warmup_steps": (0, 10_000_000, "steps"),
+                            "n_times": (1, 64, "times per update; time grows with it")}, "occupancy")
 
     @classmethod
     def from_dict(cls, d: dict) -> "OccupancyConfig":
@@ -170,6 +177,11 @@ def render(model, cameras: Cameras, times, height: int, width: int | None = None
     t = torch.as_tensor(times, dtype=p.dtype, device=p.device).reshape(-1)
     if t.numel() not in (1, n):
         raise ValueError(f"times has {t.numel()} entries; pass one time or one per camera ({n})")
+    if not bool(((t >= 0) & (t <= 1)).all()):  # NaN fails both comparisons
+        raise ValueError(f"times must lie in [0, 1] (0 = the first frame, 1 = the last), got {t[:8].tolist()}; the "
+                         "deformation was fitted on that range only")
+    check_number(height, "height", 1, 16384, "pixels", integer=True)
+    check_number(width, "width", 1, 16384, "pixels", integer=True)
     rows = torch.arange(height).expand(n, height)
     cols = torch.arange(width).expand(n, width)
     o, d = pixel_rays(cameras.c2w, cameras.fov_deg, height, width, rows, cols, p.dtype)

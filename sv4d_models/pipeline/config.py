@@ -18,19 +18,35 @@ from typing import Any
 import torch
 
 from ..config import MAX_SEED, ConfigGroups, check_all, config_identity
+from ..validate import ANGLES as ANGLE_RANGE, bounds, check_device, check_fields, check_number, check_numbers
 from ..kinds import FOUR_D_KINDS, IMAGE_SIZE, ORBIT_KINDS, get_kind
 from .models import DECODE_CHUNK, ENCODE_CHUNK
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+SAMPLING_BOUNDS = {**bounds(num_steps="sampler_steps", sv3d_num_steps="sampler_steps", seed="seed", cfg="cfg",
+                          min_cfg="cfg", cond_aug="cond_aug")}
+FRAMING_BOUNDS = {**bounds(image_size="image_size", max_frames="video_frames"),
+                  "image_frame_ratio": (("open", 0.0), 1.0, "share of the frame side the object fills")}
+PLACEMENT_BOUNDS = {"encoding_t": (1, 4096, "images per encode call; memory grows with it"),
+                    "decoding_t": (1, 4096, "latents per decode call; memory grows with it")}
+
+
 def _tuple_or_scalar(value, name: str):
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else float(value)
+    """A number or a list of numbers -> float or tuple of floats, each finite and in ``ANGLE_RANGE[name]``."""
+    lo, hi, why = ANGLE_RANGE[name]
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(check_number(value, name, lo, hi, why=why))
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name}={value!r} must be a number or a list of numbers")
     try:
-        return tuple(float(v) for v in value)
-    except TypeError:
-        raise TypeError(f"{name}={value!r} must be a number or a list of numbers") from None
+        items = [float(v) if isinstance(v, str) else v for v in value]
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: could not convert string to a number") from None
+    return check_numbers(items, name, lo, hi, why)
 
 
 @dataclass(frozen=True)
@@ -57,19 +73,16 @@ class SamplingConfig:
         if isinstance(az, float):
             raise ValueError("azimuths_deg must be a list (one azimuth per view), not a single number")
         object.__setattr__(self, "azimuths_deg", az)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed={self.seed!r} must be an integer in [0, 2^63) (pass seeds are derived from it)")
+        check_fields(self, SAMPLING_BOUNDS)
         check_all([
-            (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
-             f"seed={self.seed!r} must be an integer in [0, 2^63) (pass seeds are derived from it)"),
             (self.model_kind is None or self.model_kind in FOUR_D_KINDS,
              f"model_kind={self.model_kind!r} is not supported; use one of {list(FOUR_D_KINDS)} or None"),
-            (self.num_steps is None or int(self.num_steps) >= 1, f"num_steps={self.num_steps} must be >= 1"),
-            (self.sv3d_num_steps is None or int(self.sv3d_num_steps) >= 1,
-             f"sv3d_num_steps={self.sv3d_num_steps} must be >= 1"),
             (self.mode in ("auto", "official", "extended"),
              f"mode={self.mode!r} is not supported; use 'auto', 'official' or 'extended'"),
             (self.sv3d_kind is None or self.sv3d_kind in ORBIT_KINDS,
              f"sv3d_kind={self.sv3d_kind!r}: use 'sv3d_u' or 'sv3d_p'"),
-            (self.cond_aug >= 0, f"cond_aug={self.cond_aug} must be >= 0"),
         ])
 
 
@@ -84,12 +97,7 @@ class FramingConfig:
     official_preprocess: bool = False  # file inputs: reproduce the official crop quirks + mp4 round trip
 
     def __post_init__(self) -> None:
-        check_all([
-            (int(self.image_size) >= 8, f"image_size={self.image_size} must be >= 8 (official {IMAGE_SIZE})"),
-            (self.image_frame_ratio is None or 0 < self.image_frame_ratio <= 1,
-             f"image_frame_ratio={self.image_frame_ratio} must be in (0, 1]"),
-            (self.max_frames is None or int(self.max_frames) >= 1, f"max_frames={self.max_frames} must be >= 1"),
-        ])
+        check_fields(self, FRAMING_BOUNDS)
 
 
 @dataclass(frozen=True)
@@ -103,9 +111,10 @@ class PlacementConfig:
     offload: str = "workdir"  # without work_dir: "workdir" = temporary folder (bounded RAM), "cpu" = CPU RAM
 
     def __post_init__(self) -> None:
+        check_fields(self, PLACEMENT_BOUNDS)
+        if self.device is not None:
+            check_device(self.device, available=False)  # the name now; presence when a run resolves it
         check_all([
-            (int(self.encoding_t) >= 1 and int(self.decoding_t) >= 1,
-             f"encoding_t={self.encoding_t} and decoding_t={self.decoding_t} must be >= 1"),
             (self.offload in ("workdir", "cpu"), f"offload={self.offload!r}: use 'workdir' or 'cpu'"),
             (self.dtype == "auto" or self.dtype in DTYPES, f"dtype={self.dtype!r}: use 'auto' or one of {list(DTYPES)}"),
         ])
@@ -156,7 +165,7 @@ class PipelineConfig:
         if s.model_kind is not None and s.model_kind != model_kind:
             raise ValueError(f"model_kind={s.model_kind!r} was requested but the checkpoint is {model_kind!r}")
         spec = get_kind(model_kind, FOUR_D_KINDS)
-        device = self.placement.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = check_device(self.placement.device)
         dtype = self.placement.dtype
         if dtype == "auto":
             dtype = "float16" if torch.device(device).type == "cuda" else "float32"

@@ -102,7 +102,9 @@ def run_passes(models, state: SampledPasses, select: Callable[[PlannedPass], boo
     plan = make_plan(state.kind, state.plan.n_frames, state.plan.mode, w.steps)
     todo = [p.index for p in plan.passes if select(p) and p.index not in state.outputs]
     key = run_key(state.key, w.identity(), todo)
-    store = PassStore(Path(work_root) / key[:24])
+    run = {"inputs": state.key[:16], "kind": state.kind, "mode": plan.mode, "seed": w.seed, "steps": w.steps,
+           "cfg": w.cfg, "min_cfg": w.min_cfg, "sigmas": w.identity()[-1], "passes": todo}
+    store = PassStore(Path(work_root) / key[:24], run=run)  # a pass file of other settings is refused, not reused
     settings = PassSettings(w.seed, w.schedule(), w.cfg, w.min_cfg, state.cameras.elevations_deg,
                             state.cameras.azimuths_deg, encode_per_view=plan.mode == "official")
     run_plan(models, plan, state.frames, state.clip, store, settings, select=select, known=state.outputs,

@@ -94,6 +94,27 @@ def config_identity(cfg) -> dict[str, Any]:
     return out
 
 
+def identity_differences(recorded: Any, current: Any, where: str = "") -> list[str]:
+    """``["seed: 1 (recorded) vs 0 (now)", ...]``: the dotted keys where two identities (nested dicts / lists of
+    plain values, as ``config_identity`` and JSON give them) differ; [] when they are equal."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(recorded) | set(current), key=str):
+            name = f"{where}.{key}" if where else str(key)
+            if key not in recorded or key not in current:
+                out.append(f"{name}: {'missing' if key not in recorded else recorded[key]!r} (recorded) vs "
+                           f"{'missing' if key not in current else current[key]!r} (now)")
+            else:
+                out += identity_differences(recorded[key], current[key], name)
+        return out
+    if isinstance(recorded, (list, tuple)) and isinstance(current, (list, tuple)) and len(recorded) == len(current):
+        return [d for i, (a, b) in enumerate(zip(recorded, current))
+                for d in identity_differences(a, b, f"{where}[{i}]")]
+    same = list(recorded) == list(current) if isinstance(recorded, (list, tuple)) and isinstance(
+        current, (list, tuple)) else recorded == current
+    return [] if same else [f"{where or 'value'}: {recorded!r} (recorded) vs {current!r} (now)"]
+
+
 SV4D_TARGET = "sgm.modules.diffusionmodules.video_model.SpatialUNetModelWithTime"
 SV3D_TARGET = "sgm.modules.diffusionmodules.video_model.VideoUNet"
 ARCHITECTURES = {SV4D_TARGET: "spatial_unet_with_time", SV3D_TARGET: "video_unet"}

@@ -21,7 +21,7 @@ import torch
 
 __all__ = ["clean_temp_files", "atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "json_text",
-           "atomic_torch_save", "check_writable", "prepare_folder", "fingerprint", "read_json"]
+           "atomic_torch_save", "torch_load", "check_writable", "prepare_folder", "fingerprint", "read_json"]
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -168,6 +168,21 @@ def fingerprint(*tensors: torch.Tensor, extra: Any = None) -> str:
     if extra is not None:
         h.update(json.dumps(extra, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def torch_load(path: str | os.PathLike, what: str = "file", **kw) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``; a truncated or foreign file raises ValueError
+    naming the file, ``what`` it is and the fix (torch's own message names neither)."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, **kw)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} ({what}) does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} ({what}) is a folder, not a file") from None
+    except Exception as exc:  # noqa: BLE001 - zip / unpickling errors of every kind: the file is damaged
+        raise ValueError(f"{path} ({what}) is damaged and cannot be read ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}); delete it to redo that work") from None
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:

@@ -197,7 +197,7 @@ def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict, di
     """The 4D model kind (resolved: requested, metadata, file name, weights), the checkpoint files and the kind
     record for the manifest, found and checked by their headers only (cheap). A kind that only the weights decided
     between look-alike files (sv4d2 / sv4d2_8views) is reported as a warning."""
-    from .checkpoint import CheckpointSource, infer_network_config, resolve_kind, unet_shapes
+    from .checkpoint import plan_unet, resolve_kind
     from .pipeline import check_image_size
 
     kinds = (settings.model_kind,) if settings.model_kind else FOUR_D_KINDS
@@ -207,8 +207,8 @@ def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict, di
     if kind not in FOUR_D_KINDS:
         raise ValueError(f"--sv4d {sv4d} is an {kind} checkpoint; pass sv4d / sv4d2 / sv4d2_8views weights there "
                          f"(SV3D files go to --sv3d)")
-    with CheckpointSource(sv4d) as src:
-        check_image_size(settings.image_size, len(infer_network_config(kind, unet_shapes(src)[1], src.metadata).channel_mult))
+    plan = plan_unet(sv4d, kind)  # every UNet key, shape and dtype checked from the header (cheap), before --out
+    check_image_size(settings.image_size, len(plan.config.channel_mult))
     sv3d = sv3d_info = None
     if KINDS[kind].needs_reference_orbit:
         sv3d = find_checkpoint(settings.sv3d, ORBIT_KINDS, "SV3D (sv4d needs a reference orbit)", "--sv3d")
@@ -216,6 +216,7 @@ def _find_models(settings: JobSettings, report: Reporter) -> tuple[str, dict, di
         if sv3d_info.kind not in ORBIT_KINDS:
             raise ValueError(f"--sv3d {sv3d} is an {sv3d_info.kind} checkpoint; pass sv3d_u.safetensors or "
                              "sv3d_p.safetensors")
+        plan_unet(sv3d, sv3d_info.kind)
     if info.warning:
         report(events.warning(f"{info.warning} (here: --model-kind)"))
     report(events.summary("models", f"{kind} ({info.reason}) from {sv4d}" +
@@ -249,11 +250,14 @@ def _read_input(settings: JobSettings, kind: str, report: Reporter) -> torch.Ten
     return frames
 
 
-def _sampling(settings: JobSettings, kind: str, files: dict, frames: torch.Tensor, out: Path, report: Reporter):
+def _load_pipeline(settings: JobSettings, kind: str, files: dict):
     from .pipeline import SV4DPipeline
 
-    pipe = SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d"], config=_pipeline_config(settings),
+    return SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d"], config=_pipeline_config(settings),
                                          model_kind=kind)
+
+
+def _sampling(pipe, frames: torch.Tensor, out: Path, report: Reporter):
     result = pipe.run(frames, work_dir=out / "sampling", callback=report)
     report(events.summary("sampling", f"{len(result.plan.passes)} passes ({result.plan.mode} schedule) -> "
                                            f"{result.n_frames} frames x {result.n_views} views"))
@@ -292,10 +296,13 @@ def run_job(settings: JobSettings, report: Reporter = lambda info: None,
     kind, files, kinds_record = _find_models(settings, report)
     _pipeline_config(settings)  # device and settings
     frames = _read_input(settings, kind, report)
-    out = prepare_output(settings)
     timings["input"] = time.perf_counter() - started
     t = time.perf_counter()
-    pipe, result = _sampling(settings, kind, files, frames, out, report)
+    pipe = _load_pipeline(settings, kind, files)  # a file that fails to load leaves no --out behind
+    timings["models"] = time.perf_counter() - t
+    out = prepare_output(settings)
+    t = time.perf_counter()
+    pipe, result = _sampling(pipe, frames, out, report)
     timings["sampling"] = time.perf_counter() - t
     t = time.perf_counter()
     result.write_videos(out / "videos", overwrite=True)

@@ -204,7 +204,7 @@ def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, tim
     resumes from ``out_dir/nerf`` when a previous run was interrupted (same data and config); ``should_stop()``
     returning True ends it with ``JobInterrupted`` (the fit checkpoint is kept, nothing exported).
     """
-    from .nerf.fit import fit_dynamic_nerf
+    from .nerf.fit import check_fit_inputs, fit_dynamic_nerf
     from .nerf.fit_config import cpu_preset
 
     out = Path(out_dir)
@@ -216,12 +216,13 @@ def reconstruct(images: torch.Tensor, masks: torch.Tensor, cameras: Cameras, tim
     export = dataclasses.replace(export, mesh_threshold=resolve_mesh_threshold(export.mesh_threshold, config))
     progress = (lambda stage, i, n: callback(events.progress(stage, i, n))) if callback else \
         (lambda stage, i, n: None)
+    check_fit_inputs(images, masks, cameras, times)  # before the folder exists
     frames, views = holdout_split(images, export)
     t = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
     sel_f, sel_v = torch.tensor(frames), torch.tensor(views)
     out.mkdir(parents=True, exist_ok=True)
     fit = fit_dynamic_nerf(images[sel_f][:, sel_v], masks[sel_f][:, sel_v], cameras[sel_v], t[sel_f], config,
-                           callback=callback, should_stop=should_stop)
+                           callback=callback, should_stop=should_stop, restart_mismatched=overwrite)
     metrics = {**_quality(fit, images, masks, cameras, t, frames, views, export, progress),
                "fit_steps": fit.step, "rollbacks": fit.rollbacks, "fitted_frames": frames, "fitted_views": views,
                "mesh_threshold": export.mesh_threshold}

@@ -43,7 +43,7 @@ def test_run_writes_the_job_outputs_and_manifest_then_refuses_to_clobber(files, 
     assert run(files, out, "--skip-nerf") == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["models"]["sv4d"]["sha256"] and manifest["input"]["frames"] == 5
-    assert set(manifest["timings_s"]) == {"input", "sampling", "videos"} and manifest["library_version"]
+    assert set(manifest["timings_s"]) == {"input", "models", "sampling", "videos"} and manifest["library_version"]
     assert manifest["settings"]["pipeline"]["sampling"]["num_steps"] == 2 and manifest["seeds"]["passes"]
     assert len(list((out / "videos").glob("v*.mp4"))) == 9 and (out / "grid.png").is_file()
     capsys.readouterr()

@@ -52,7 +52,7 @@ def test_demo_fast_writes_every_output_and_a_complete_manifest(demo):
     manifest = json.loads((out / "manifest.json").read_text())
     assert MANIFEST_FIELDS <= set(manifest), MANIFEST_FIELDS - set(manifest)
     assert manifest["models"]["sv4d"]["sha256"] and manifest["input"]["frames"] == DEMO_FRAMES
-    assert set(manifest["timings_s"]) == {"input", "sampling", "videos", "reconstruction"}
+    assert set(manifest["timings_s"]) == {"input", "models", "sampling", "videos", "reconstruction"}
     assert "[done] outputs in" in proc.stderr + proc.stdout
     for key in ("turntable", "glb", "transforms"):
         assert Path(manifest["outputs"][key]).is_file(), key

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from sv4d_models.config import identity_differences
 from sv4d_models.files import atomic_write_json, read_json
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -69,10 +70,37 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict,
     return final
 
 
+def check_resumable(path: Path, identity: dict, dataset_id: str, allow_changes: bool) -> list[str]:
+    """The settings (and dataset) ``path`` was trained with against this run's; ValueError naming the checkpoint
+    and every difference unless ``allow_changes`` (then they are returned, for a warning). Reads only
+    ``trainer_state.json``: nothing is loaded when the run is refused."""
+    state = read_json(path / "trainer_state.json", "a training checkpoint's state")
+    if "identity" not in state:
+        changed = ["the checkpoint records no settings (written by an older version)"]
+    else:
+        changed = identity_differences(state["identity"], identity)
+        if state.get("dataset") != dataset_id:
+            changed.append(f"dataset: {state.get('dataset')} (recorded) vs {dataset_id} (now): another data.path "
+                           "content")
+    if changed and not allow_changes:
+        raise ValueError(f"{path} was trained with other settings ({'; '.join(changed[:4])}"
+                         f"{'; ...' if len(changed) > 4 else ''}); go back to them to continue, set run.resume=none "
+                         "or a new run.output_dir to start over, or run.resume_with_changes=true to continue with "
+                         "the new ones")
+    return changed
+
+
 def load_checkpoint(accelerator, path: Path) -> dict:
-    """Restore model, optimiser, scheduler and registered objects; returns ``trainer_state.json``."""
-    accelerator.load_state(str(path))
-    return read_json(path / "trainer_state.json", "a training checkpoint's state")
+    """Restore model, optimiser, scheduler and registered objects; returns ``trainer_state.json``. A damaged
+    checkpoint (truncated or missing file) is a ValueError naming the folder."""
+    state = read_json(path / "trainer_state.json", "a training checkpoint's state")
+    try:
+        accelerator.load_state(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors / torch / pickle errors of every kind: the files are damaged
+        raise ValueError(f"{path} is damaged and cannot be loaded ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}); delete that checkpoint folder to resume from the one "
+                         "before it, or set run.resume=none to start over") from None
+    return state
 
 
 class EMA:

@@ -163,6 +163,8 @@ class RunConfig:
     val_sample_steps: int = 4  # sampler steps of the validation image grid (0 = no grid)
     export_on_end: bool = True  # write output_dir/export/<kind>.safetensors (official engine layout)
     record_weight_hashes: bool = False  # write logs/weights_rank<r>.sha256 at the end (data-parallel consistency)
+    resume_with_changes: bool = False  # resume a checkpoint although settings that shape training changed (a
+    #                                    deliberate schedule extension); they are listed in a warning. False: error
 
     def __post_init__(self) -> None:
         check_fields(self, RUN_BOUNDS, "run")
@@ -195,6 +197,16 @@ _GROUPS = ConfigGroups("config", {"model": ModelConfig, "data": DataConfig, "opt
                                   "diffusion": DiffusionConfig, "run": RunConfig})
 
 
+# Settings a checkpoint may be resumed with other values of: they do not change what the steps so far computed
+# (how long to train, where and how often to save / log / validate, memory-only switches). Every other setting is
+# recorded in the checkpoint, and a resume under other values is refused (``train.checkpointing``).
+RESUME_NEUTRAL = ("run.max_steps", "run.output_dir", "run.resume", "run.checkpoint_every",
+                  "run.checkpoints_total_limit", "run.log_every", "run.tracker", "run.validate_every",
+                  "run.validate_at_start", "run.val_sigmas", "run.val_samples", "run.val_sample_steps",
+                  "run.export_on_end", "run.record_weight_hashes", "run.resume_with_changes",
+                  "model.gradient_checkpointing", "model.encoders", "data.skip_bad_shards", "data.path")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """All settings of a run (groups in the module docstring)."""
@@ -213,6 +225,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that shape what training computes (``to_dict`` without ``RESUME_NEUTRAL``); the initial
+        weight files by name and size (a moved file is the same file)."""
+        d = self.to_dict()
+        for dotted in RESUME_NEUTRAL:
+            group, key = dotted.split(".")
+            d[group].pop(key)
+        for key in ("init_sv3d", "init_svd"):
+            path = Path(d["model"][key]) if d["model"][key] else None
+            d["model"][key] = [path.name, path.stat().st_size if path.is_file() else None] if path else ""
+        return d
 
     def with_overrides(self, overrides: list[str]) -> "TrainConfig":
         """Apply ``["group.key=value" | "key=value", ...]`` (values parsed as YAML)."""

@@ -73,6 +73,13 @@ class ShardedDataset:
         if not self.records:
             raise DatasetError(f"{self.folder}: no usable records (bad shards: {sorted(bad)})")
 
+    def identity(self) -> str:
+        """sha256 (16 hex digits) of the manifest: the records, shards and their sizes (recorded by checkpoints)."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()[:16]
+
     def _check_shards(self) -> set[str]:
         bad = set()
         for shard in self.manifest["shards"]:

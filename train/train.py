@@ -29,7 +29,8 @@ from sv4d_models import events  # noqa: E402
 from sv4d_models.console import ConsoleReporter  # noqa: E402
 from sv4d_models.events import Reporter  # noqa: E402
 from sv4d_models.stopping import JobInterrupted, StopCheck, stop_requested  # noqa: E402
-from train.checkpointing import EMA, MetricsLog, load_checkpoint, resolve_resume, save_checkpoint  # noqa: E402
+from train.checkpointing import (EMA, MetricsLog, check_resumable, load_checkpoint, resolve_resume,  # noqa: E402
+                                 save_checkpoint)
 from train.config import TrainConfig, load_config  # noqa: E402
 from train.data import DatasetError, SampleBuilder, ShardedDataset  # noqa: E402
 from train.diffusion import diffusion_loss, training_batch  # noqa: E402
@@ -180,6 +181,11 @@ def run(cfg: TrainConfig, should_stop: StopCheck | None = None, report: Reporter
     if ema is not None:
         acc.register_for_checkpointing(ema)
     resume = resolve_resume(cfg.run.resume, out)
+    identity = {"identity": cfg.identity(), "dataset": dataset.identity()}  # recorded in every checkpoint
+    if resume is not None:
+        changed = check_resumable(resume, identity["identity"], identity["dataset"], cfg.run.resume_with_changes)
+        if changed:
+            log.warning("resuming %s with changed settings (run.resume_with_changes): %s", resume, "; ".join(changed))
     state = load_checkpoint(acc, resume) if resume is not None else {"step": 0}
     step, loss, val = int(state["step"]), float(state.get("loss", "nan")), {}  # loss: when resumed at max_steps
     metrics = MetricsLog(out, cfg.run.tracker, acc.is_main_process)
@@ -198,11 +204,11 @@ def run(cfg: TrainConfig, should_stop: StopCheck | None = None, report: Reporter
             metrics.log(step, {"train/loss": loss, "train/grad_norm": grad_norm, "train/lr": sched.get_last_lr()[0],
                                "train/step_s": seconds})
         if step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
-            save_checkpoint(acc, out, step, {"loss": loss}, cfg.run.checkpoints_total_limit)
+            save_checkpoint(acc, out, step, {"loss": loss, **identity}, cfg.run.checkpoints_total_limit)
         if (cfg.run.validate_every and step % cfg.run.validate_every == 0) or step == cfg.run.max_steps:
             val = validate(acc, cfg, unet, dataset, builder, dims, metrics, step)
         if step < cfg.run.max_steps and stop_requested(should_stop):
-            path = save_checkpoint(acc, out, step, {"loss": loss}, cfg.run.checkpoints_total_limit)
+            path = save_checkpoint(acc, out, step, {"loss": loss, **identity}, cfg.run.checkpoints_total_limit)
             raise JobInterrupted("training", f"step {step} is saved in {path}; run again to continue", step, True)
     if isinstance(report, ConsoleReporter):
         report.close()

@@ -57,6 +57,11 @@ class CheckpointSource:
         if not isinstance(source, (str, os.PathLike)):
             raise TypeError(f"expected a state dict (Mapping[str, Tensor]) or a path to a .safetensors file, got {type(source)}")
         self._sd, self.path = None, Path(source)
+        if self.path.is_dir():
+            inside = sorted(p.name for p in self.path.glob("*.safetensors"))[:3]
+            raise CheckpointNotFoundError(f"checkpoint {str(self.path)!r} is a folder, not a file; pass the "
+                                          ".safetensors file inside it" + (f" (it holds {', '.join(inside)})"
+                                                                           if inside else " (it holds none)"))
         if not self.path.is_file():
             raise CheckpointNotFoundError(
                 f"checkpoint file {str(self.path)!r} does not exist; download the official file (e.g. "
@@ -88,6 +93,16 @@ class CheckpointSource:
 
     def keys(self) -> list[str]:
         return list(self.shapes)
+
+    def is_floating(self, key: str) -> bool:
+        """Whether ``key`` is stored as a floating-point tensor (read from the header for files)."""
+        if self._sd is not None:
+            return bool(self._sd[key].is_floating_point())
+        name = self._entries[key][0]
+        return name in _DTYPES and _DTYPES[name].is_floating_point
+
+    def dtype_name(self, key: str) -> str:
+        return str(self._sd[key].dtype).replace("torch.", "") if self._sd is not None else self._entries[key][0]
 
     def shape(self, key: str) -> tuple[int, ...]:
         return self.shapes[key]

@@ -124,12 +124,17 @@ def plan_unet(source, model_kind: str | None = None, network_config: dict | UNet
         else:
             cfg = network_config if isinstance(network_config, UNetConfig) else UNetConfig.from_network_config(network_config)
         plan = UNetPlan(info, cfg, prefix, expected_unet_shapes(cfg), src.name())
+        error = plan.mismatch(shapes)
+        if error is not None:
+            raise error
+        wrong = [k for k in plan.shapes if not src.is_floating(prefix + k)]
+        if wrong:  # shapes right, element type not: integer / bool tensors would load and give garbage
+            raise ValueError(f"{plan.file}: {len(wrong)} UNet weights are not floating point (e.g. {wrong[0]} is "
+                             f"{src.dtype_name(prefix + wrong[0])}); the file is damaged or not a model checkpoint: "
+                             "download it again")
     finally:
         if owned:
             src.close()
-    error = plan.mismatch(shapes)
-    if error is not None:
-        raise error
     return plan
 
 

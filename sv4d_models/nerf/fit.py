@@ -16,8 +16,8 @@ import torch
 
 from .. import events
 from ..camera import Cameras
-from ..config import config_identity
-from ..files import atomic_torch_save, clean_temp_files, fingerprint
+from ..config import config_identity, identity_differences
+from ..files import atomic_torch_save, clean_temp_files, fingerprint, torch_load
 from ..stopping import JobInterrupted, StopCheck, stop_requested
 from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
@@ -77,7 +77,7 @@ def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: 
 
 
 def _read_checkpoint(path: Path) -> dict:
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    payload = torch_load(path, "a NeRF fit checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path} is not an {CHECKPOINT_FORMAT} checkpoint (format={found!r}); delete it to start "
@@ -85,15 +85,27 @@ def _read_checkpoint(path: Path) -> dict:
     return payload
 
 
+def checkpoint_mismatch(payload: dict, cfg: NeRFFitConfig, data_id: str | None) -> list[str]:
+    """What differs between a checkpoint and this fit: settings (dotted keys) and / or the data; [] = resumable."""
+    changed = identity_differences(payload.get("identity"), config_identity(cfg))
+    if data_id is not None and payload.get("data") != data_id:
+        changed.append(f"data: {str(payload.get('data'))[:12]} (recorded) vs {data_id[:12]} (now): other images / "
+                       "masks / times")
+    return changed
+
+
 def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: str | None = None) -> None:
     """Restore a ``TrainState`` in place; refuses a checkpoint of another config or other data (ValueError)."""
     payload = _read_checkpoint(path)
-    if payload.get("identity") != config_identity(cfg):
-        raise ValueError(f"checkpoint {path} was written with a different NeRFFitConfig; use another "
-                         "checkpoint_dir or delete the file to start over")
+    changed = identity_differences(payload.get("identity"), config_identity(cfg))
+    if changed:
+        raise ValueError(f"checkpoint {path} was written with other fit settings ({'; '.join(changed[:3])}"
+                         f"{'; ...' if len(changed) > 3 else ''}); pass --overwrite (overwrite=True) to start over, "
+                         "use another checkpoint_dir, or go back to the recorded settings to continue")
     if data_id is not None and payload.get("data") != data_id:
-        raise ValueError(f"checkpoint {path} was written for different images/masks/times "
-                         f"({payload.get('data')} vs {data_id}); use another checkpoint_dir")
+        raise ValueError(f"checkpoint {path} was written for other images / masks / times (data "
+                         f"{str(payload.get('data'))[:12]} vs {data_id[:12]} now); pass --overwrite "
+                         "(overwrite=True) to start over or use another checkpoint_dir")
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     if state.occupancy is not None:
@@ -121,6 +133,21 @@ def load_fit_result(path: str | Path, device: str | torch.device = "cpu",
     return NeRFFitResult(model, occ, cfg, int(payload["step"]), list(payload["history"]))
 
 
+def check_fit_inputs(images, masks, cameras, times, normal_maps=None):
+    """Everything ``fit_dynamic_nerf`` checks about its data, without fitting: ``(times [F] float64, c2w
+    [F, V, 4, 4], fov_deg)``; ValueError / TypeError naming the input and the fix."""
+    if not torch.is_tensor(images) or not torch.is_tensor(masks):
+        raise TypeError(f"images and masks must be tensors, got {type(images).__name__} and {type(masks).__name__}")
+    t = _check_inputs(images, masks, times)
+    c2w, fov = camera_matrix(cameras, images.shape[0], images.shape[1])
+    if normal_maps is not None and (not torch.is_tensor(normal_maps) or normal_maps.shape != images.shape):
+        shape = tuple(normal_maps.shape) if torch.is_tensor(normal_maps) else type(normal_maps).__name__
+        raise ValueError(f"normal_maps must be [F, V, H, W, 3] like the images {tuple(images.shape)}, got {shape}")
+    if normal_maps is not None and not bool(torch.isfinite(normal_maps).all()):
+        raise ValueError("normal_maps contain NaN or infinite values")
+    return t, c2w, fov
+
+
 def _check_inputs(images, masks, times):
     if images.dim() != 5 or images.shape[-1] != 3:
         raise ValueError(f"images must be [F, V, H, W, 3], got {tuple(images.shape)}")
@@ -146,22 +173,25 @@ def _check_inputs(images, masks, times):
 
 def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, config: NeRFFitConfig,
                      callback: Callable[[dict], None] | None = None, should_stop: StopCheck | None = None,
-                     normal_maps: torch.Tensor | None = None) -> NeRFFitResult:
+                     normal_maps: torch.Tensor | None = None, restart_mismatched: bool = False) -> NeRFFitResult:
     """Static-to-dynamic NeRF fit (SV4D section 3.2). See module docstring for shapes.
 
     ``normal_maps`` (optional) ``[F, V, H, W, 3]`` world-frame unit normals for the mono-normal prior.
     ``callback(event)`` gets ``fit_step`` events (``sv4d_models.events``: ``step, stage, loss, terms,
     n_evaluated, total_steps``; ``rollback`` after a loss spike) and ``preview [h, w, 3]`` every
     ``preview_every`` steps. ``should_stop()`` is polled before every step; on True the fit saves a checkpoint
-    (when ``checkpoint_dir`` is set) and raises ``JobInterrupted``. With ``checkpoint_dir`` a rerun resumes.
+    (when ``checkpoint_dir`` is set) and raises ``JobInterrupted``. With ``checkpoint_dir`` a rerun resumes; a
+    checkpoint of other settings or data is an error naming what differs, or (``restart_mismatched``) replaced.
     """
-    t = _check_inputs(images, masks, times)
-    c2w, fov = camera_matrix(cameras, images.shape[0], images.shape[1])
+    t, c2w, fov = check_fit_inputs(images, masks, cameras, times, normal_maps)
     state = build_state(config, images, masks, c2w, fov, t, normal_maps)
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
     data_id = data_fingerprint(images, masks, t) if ckpt is not None else None
     if ckpt is not None:
         clean_temp_files(ckpt.parent)  # left by a save that was killed mid-way
+    if ckpt is not None and ckpt.exists() and restart_mismatched and \
+            checkpoint_mismatch(_read_checkpoint(ckpt), config, data_id):
+        ckpt.unlink()  # overwrite: an earlier fit of other settings / data is replaced, not resumed
     if ckpt is not None and ckpt.exists():
         load_checkpoint(ckpt, state, config, data_id)
     guard = DivergenceGuard(config.guard, state)

@@ -10,6 +10,11 @@ Work dir layout (every file written atomically by ``sv4d_models.files``)::
     pass_007.pt       pass 7: latents [T, V, 4, h, w], decoded cells [n_writes, 3, S, S] in [-1, 1],
                       writes, seed, generator state after the pass
 
+Every record in a folder carries ``run``: the settings that determine it (the config identity, input and reference
+fingerprints, checkpoints; for the nodes, their widget values and input hash). A record is used only when its
+``run`` equals the store's: a file copied from another work dir, or left by other settings, is an error naming the
+file and the differing setting (``--overwrite`` / ``overwrite=True`` redoes the work), never silently reused.
+
 Files are read back memory-mapped (``torch.load(mmap=True, weights_only=True)``), so only the frames / cells a pass
 needs are paged in: peak RAM does not grow with the video length. The memory store (``offload="cpu"`` without a
 work dir) keeps every pass in CPU RAM instead: faster, but RAM grows with the number of passes.
@@ -23,10 +28,12 @@ from typing import Iterator, Mapping
 
 import torch
 
-from ..files import atomic_torch_save, atomic_write_json, clean_temp_files, fingerprint, read_json
+from ..config import identity_differences
+from ..files import atomic_torch_save, atomic_write_json, clean_temp_files, fingerprint, read_json, torch_load
 from ..sampling.plan import REFERENCE, Plan
+from .stages import pass_seed
 
-MANIFEST_FORMAT = 2
+MANIFEST_FORMAT = 3  # 3: every record carries the run settings that made it
 _OWN_FILES = ("manifest.json", "inputs.pt", "clip.pt")
 
 
@@ -40,10 +47,14 @@ class PassStore:
     Args:
         folder: work dir (created if missing) or None for CPU RAM.
         temp: keep this ``TemporaryDirectory`` alive as long as the store (deleted with it).
+        run: the settings that determine every record (JSON-able dict); records are written with it and read
+            back only when theirs is equal (see the module docstring). None: not checked (RAM, temporary dirs).
     """
 
-    def __init__(self, folder: str | os.PathLike | None, temp: tempfile.TemporaryDirectory | None = None):
+    def __init__(self, folder: str | os.PathLike | None, temp: tempfile.TemporaryDirectory | None = None,
+                 run: dict | None = None):
         self.folder = None if folder is None else Path(folder)
+        self.run = run
         self._temp = temp
         self._mem: dict[str, object] = {}
         self._cache: dict[str, dict] = {}
@@ -68,6 +79,8 @@ class PassStore:
     # ---- generic records -------------------------------------------------------------------------
     def _put(self, name: str, obj) -> None:
         self._cache.pop(name, None)
+        if self.run is not None:
+            obj = {**obj, "run": self.run}
         if self.folder is None:
             self._mem[name] = obj
         else:
@@ -84,11 +97,32 @@ class PassStore:
                 raise RuntimeError(f"{path} is missing; the work dir is incomplete (rerun with overwrite=True)")
             if len(self._cache) >= 4:  # a few memory-mapped files stay open
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[name] = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
+            record = torch_load(path, "a sampling work file", mmap=True)
+            self._check_run(path, record)
+            self._cache[name] = record
         return self._cache[name]
 
+    def _check_run(self, path: Path, record) -> None:
+        """ValueError naming ``path`` and the differing settings unless ``record`` was made by this store's run."""
+        if self.run is None:
+            return
+        if not isinstance(record, dict) or "run" not in record:
+            raise ValueError(f"{path} was not written by this run (it records no run settings: an older version or "
+                             "a foreign file); rerun with --overwrite (overwrite=True) to redo the sampling, or use "
+                             "another work dir")
+        changed = identity_differences(record["run"], self.run)
+        if changed:
+            raise ValueError(f"{path} was made by another run ({'; '.join(changed[:3])}"
+                             f"{'; ...' if len(changed) > 3 else ''}); it is not reused: rerun with --overwrite "
+                             "(overwrite=True) to redo the sampling, or use another work dir")
+
     def _has(self, name: str) -> bool:
-        return name in self._mem if self.folder is None else (self.folder / name).is_file()
+        if self.folder is None:
+            return name in self._mem
+        if not (self.folder / name).is_file():
+            return False
+        self._get(name)  # a record of another run is an error, not "done"
+        return True
 
     # ---- inputs ----------------------------------------------------------------------------------
     def save_inputs(self, frames: torch.Tensor, masks: torch.Tensor | None = None) -> None:
@@ -229,6 +263,7 @@ class RunRecord:
         fresh = {"format": MANIFEST_FORMAT, "config": identity, "plan": plan.to_json(), "inputs": fingerprint(frames),
                  "reference": ref_id, "checkpoints": checkpoints, "done": [], "seed_overrides": {}}
         old = store.read_manifest()
+        store.run = {key: fresh[key] for key in ("config", "inputs", "reference", "checkpoints")}
         if overwrite:
             store.clear()
             old = None
@@ -243,7 +278,16 @@ class RunRecord:
         return record
 
     def done(self, index: int) -> bool:
-        return index in self.manifest["done"] and self.store.has_pass(index)
+        """A pass counts as done when the manifest lists it, its file is there, was made by this run (the store
+        checks) and sampled with the seed this run gives it now (re-roll overrides included)."""
+        if not (index in self.manifest["done"] and self.store.has_pass(index)):
+            return False
+        recorded = int(self.store.load_pass(index)["seed"])
+        expected = pass_seed(self.base_seed(index, self.manifest["config"]["sampling"]["seed"]), index)
+        if recorded not in (expected, -1):  # -1: reference views given by the caller, not sampled
+            raise ValueError(f"{self.store.folder / _pass_name(index)} was sampled with seed {recorded} but this run "
+                             f"gives pass {index} seed {expected}; rerun with --overwrite (overwrite=True) to redo it")
+        return True
 
     def mark_done(self, index: int) -> None:
         self.manifest["done"] = sorted(set(self.manifest["done"]) | {index})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from .kinds import FOUR_D_KINDS, IMAGE_SIZE, OFFICIAL_VIDEO_FRAMES, ORBIT_KINDS, kind_list, kind_values
@@ -66,9 +67,16 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``sv4d run: error: <what>; see sv4d run --help`` (no 14-line usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     fmt = _DefaultsFormatter
-    p = argparse.ArgumentParser(prog="sv4d", description=__doc__.split("\n\n")[0], formatter_class=fmt)
+    p = OneLineParser(prog="sv4d", description=__doc__.split("\n\n")[0], formatter_class=fmt)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt)
     r.add_argument("video", help="video / gif / image folder of the object")
@@ -90,9 +98,11 @@ def _run(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
     from .job import JobSettings, run_job
 
     if a.model == "demo":
-        from .demo import demo_settings
+        from .demo import DEMO_REFUSES, demo_settings
 
-        settings = demo_settings(out=a.out, video=a.video, fast=a.fast, overrides=vars(a))
+        defaults = vars(parser().parse_args(["run", a.video, "--out", a.out]))
+        given = {k: v for k, v in vars(a).items() if k not in DEMO_REFUSES or v != defaults[k]}
+        settings = demo_settings(out=a.out, video=a.video, fast=a.fast, overrides=given)  # refuses what it cannot do
     else:
         import torch
 
@@ -117,7 +127,14 @@ def _demo(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    """The message on one line, settings named as the options that set them (``steps=0`` -> ``--steps 0``)."""
+    text = " ".join(str(exc).split())
+    return _OPTION.sub(lambda m: f"--{m.group(1).replace('_', '-')} ", text)
+
+
+_OPTIONS = ("frames", "elevation", "steps", "seed", "image_size", "device", "fit_steps", "turntable_frames",
+            "turntable_size", "mesh_resolution", "mesh_threshold", "mask_threshold", "dtype", "mode", "preset")
+_OPTION = re.compile(r"(?<![\w.\-])(" + "|".join(_OPTIONS) + r")=")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,4 +178,4 @@ def entry() -> None:
     raise SystemExit(main())
 
 
-__all__ = ["main", "entry", "parser"]
+__all__ = ["main", "entry", "parser", "OneLineParser"]

@@ -20,6 +20,26 @@ ASSETS = Path(__file__).with_name("assets")
 DEMO_INPUT = ASSETS / "demo_input.gif"
 
 
+# ``sv4d run --model demo``: the options the bundled model can honour; any other given option is an error naming it
+DEMO_HONOURS = ("seed", "steps", "preset", "fit_steps", "turntable_frames", "turntable_size", "mesh_resolution",
+                "mesh_threshold", "mask_threshold", "skip_nerf", "device", "frames", "elevation", "mode", "resume",
+                "overwrite")
+DEMO_REFUSES = {"sv4d": "the demo runs its bundled model; drop --model demo to run your --sv4d file",
+                "sv3d": "the demo model (sv4d2_8views) needs no SV3D orbit",
+                "model_kind": "the demo model is a sv4d2_8views model",
+                "image_size": "the demo model was trained at 64 px and runs only at that size",
+                "dtype": "the demo model runs in float32"}
+
+
+def check_demo_options(given: dict) -> None:
+    """ValueError naming the first option of ``given`` (option name -> value the user set) that ``--model demo``
+    cannot honour, and why."""
+    for key, value in given.items():
+        if key in DEMO_REFUSES:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} {value} cannot be used with --model demo: {DEMO_REFUSES[key]}")
+
+
 def demo_settings(out: str, video: str | None = None, fast: bool = False, overrides: dict | None = None,
                   resume: bool = False, overwrite: bool = False) -> JobSettings:
     """Job settings of the demo (``fast``: the tiny fit preset, 240 fit steps and small exports)."""
@@ -28,8 +48,9 @@ def demo_settings(out: str, video: str | None = None, fast: bool = False, overri
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     steps = o.get("steps") or DEMO_STEPS
     preset = o.get("preset") or (FAST_PRESET if fast else default_preset(cuda=False))  # the demo runs on the CPU
+    check_demo_options({k: v for k, v in o.items() if k in DEMO_REFUSES})
     keep = ("seed", "fit_steps", "turntable_frames", "turntable_size", "mesh_resolution", "mesh_threshold",
-            "mask_threshold", "skip_nerf", "device", "frames")
+            "mask_threshold", "skip_nerf", "device", "frames", "elevation", "mode")
     return JobSettings(video=str(video or DEMO_INPUT), out=str(out), sv4d=str(demo_model_path()), model_kind=DEMO_KIND,
                        image_size=DEMO_IMAGE_SIZE, steps=steps, cfg=DEMO_CFG, min_cfg=DEMO_MIN_CFG, preset=preset,
                        dtype="float32",

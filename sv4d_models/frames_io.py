@@ -7,13 +7,19 @@ sorted by name (plain string order, so ``f10.png`` sorts before ``f2.png``), glo
 order. Differences: the official code decodes mp4 with OpenCV (BGR -> RGB), we use imageio-ffmpeg (PyAV fallback);
 both convert yuv420p to RGB through FFmpeg's swscale but with different settings, so single pixels may differ by a
 few levels. Palette / grey images are converted to RGB, or RGBA when they carry transparency (the official code
-would fail on them); if a sequence mixes RGB and RGBA frames the RGB ones get an opaque alpha channel.
+would fail on them); if a sequence mixes RGB and RGBA frames the RGB ones get an opaque alpha channel. Videos with
+an alpha channel (ProRes 4444, QuickTime RLE / PNG .mov, VP8 / VP9 .webm with alpha) are read as RGBA like gifs (the
+official code reads them as RGB, where transparent pixels turn black). A video whose data ends before the duration
+its header promises (a truncated download) is an error, not a shorter clip; AVI files derive their duration from the
+file size, so a truncated AVI cannot be told from a short one.
 imageio-ffmpeg, PyAV and PIL's gif reader are imported lazily.
 """
 from __future__ import annotations
 
 import glob as _glob
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from typing import Any, Union
 
@@ -155,19 +161,93 @@ def _read_gif(path: str, max_frames: int | None) -> list[np.ndarray]:
     return out
 
 
+_ALPHA_FORMATS = re.compile(r"^(yuva|rgba|argb|bgra|abgr|gbrap|ya8|ya16|rgba64|bgra64)")
+
+
+def _probe(path: str, input_params: list[str] | None = None) -> dict:
+    """imageio-ffmpeg's meta dict of a video (codec, pix_fmt, fps, duration, size) without decoding it."""
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(path, input_params=input_params)
+    try:
+        return next(gen)
+    except OSError as exc:  # imageio-ffmpeg: "Could not load meta information" + the ffmpeg log
+        raise ValueError(f"could not decode video {path!r} ({str(exc).splitlines()[0]}); check that it is a "
+                         "valid, complete video file") from exc
+    finally:
+        gen.close()
+
+
+def _decoder(path: str) -> tuple[dict, list[str] | None]:
+    """(meta, ffmpeg input params) that keep the alpha channel when the video has one: VP8 / VP9 (webm) store alpha
+    as side data only libvpx decodes (FFmpeg's own decoders drop it); other codecs report an alpha pixel format."""
+    meta = _probe(path)
+    codec = str(meta.get("codec", ""))
+    if codec.startswith(("vp8", "vp9")):
+        params = ["-c:v", "libvpx-vp9" if codec.startswith("vp9") else "libvpx"]
+        try:
+            return _probe(path, params), params
+        except ValueError:
+            warnings.warn(f"{path}: this FFmpeg has no libvpx decoder, so an alpha channel of this {codec.rstrip(',')} "
+                          "video cannot be read (transparent pixels come out as stored colour)", stacklevel=3)
+    return meta, None
+
+
+def _stream_end(path: str) -> float | None:
+    """Seconds up to the last video / audio packet the file actually holds (no decoding: stream copy to null)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-i", path, "-map", "0:v", "-map", "0:a?",
+           "-c", "copy", "-f", "null", "-", "-progress", "pipe:1"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    times = [line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("out_time_us=")]
+    try:
+        return int(times[-1]) / 1e6 if times else None
+    except ValueError:  # "N/A"
+        return None
+
+
+def _check_complete(path: str, meta: dict, decoded: int) -> None:
+    """ValueError when the container promises more video than the file holds (a truncated download or copy: the
+    header still says the full length, the data stops). Streams without a duration promise nothing."""
+    duration, fps = float(meta.get("duration") or 0), float(meta.get("fps") or 0)
+    if duration <= 0 or fps <= 0:
+        return
+    end = _stream_end(path)
+    if end is None:
+        return
+    covered = end + 1.0 / fps  # the last packet's start + one frame
+    if covered < duration - max(2.0 / fps, 0.02 * duration):
+        raise ValueError(f"video {path!r} is truncated: its header promises {duration:.2f} s (about "
+                         f"{round(duration * fps)} frames at {fps:g} fps) but its data ends at {covered:.2f} s "
+                         f"({decoded} frames decode); copy or download it again, or cut it to the part that is there "
+                         f"(ffmpeg -i IN -t {covered:.2f} -c copy OUT)")
+
+
 def read_video_file(path: str, max_frames: int | None = None) -> list[np.ndarray]:
-    """Decode a video file to uint8 RGB frames [H, W, 3] with imageio-ffmpeg (PyAV fallback)."""
+    """Decode a video file to uint8 frames: RGBA ``[H, W, 4]`` when the video has an alpha channel (ProRes 4444,
+    QuickTime RLE / PNG in .mov, VP8 / VP9 with alpha in .webm, ...), else RGB ``[H, W, 3]``. Uses imageio-ffmpeg
+    (PyAV fallback). A file whose data ends before its header's duration (truncated) is a ValueError unless
+    ``max_frames`` frames were decoded before the damage."""
     out: list[np.ndarray] = []
     try:
         import imageio_ffmpeg
     except ImportError:
         imageio_ffmpeg = None
     if imageio_ffmpeg is not None:
-        gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+        meta, params = _decoder(path)
+        channels = 4 if _ALPHA_FORMATS.match(str(meta.get("pix_fmt", ""))) else 3
+        gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgba" if channels == 4 else "rgb24",
+                                         bits_per_pixel=8 * channels, input_params=params)
         try:
             w, h = next(gen)["size"]
             for buf in gen:
-                out.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
+                out.append(np.frombuffer(buf, np.uint8).reshape(h, w, channels))
                 if max_frames is not None and len(out) == max_frames:
                     break
         except OSError as exc:  # imageio-ffmpeg: "Could not load meta information" + the ffmpeg log
@@ -175,6 +255,8 @@ def read_video_file(path: str, max_frames: int | None = None) -> list[np.ndarray
                              "valid, complete video file") from exc
         finally:
             gen.close()
+        if max_frames is None or len(out) < max_frames:
+            _check_complete(path, meta, len(out))
         return out
     try:
         import av
@@ -182,12 +264,18 @@ def read_video_file(path: str, max_frames: int | None = None) -> list[np.ndarray
         raise ImportError(f"reading {path!r} needs imageio-ffmpeg or PyAV: pip install imageio-ffmpeg") from exc
     try:
         with av.open(path) as container:
+            stream = container.streams.video[0]
+            alpha = _ALPHA_FORMATS.match(str(stream.codec_context.pix_fmt or "")) is not None
             for frame in container.decode(video=0):
-                out.append(frame.to_ndarray(format="rgb24"))
+                out.append(frame.to_ndarray(format="rgba" if alpha else "rgb24"))
                 if max_frames is not None and len(out) == max_frames:
                     break
+            promised = int(stream.frames or 0)
     except (OSError, av.error.FFmpegError) as exc:
         raise ValueError(f"could not decode video {path!r} ({exc}); check that it is a valid, complete video") from exc
+    if promised and len(out) < min(promised, max_frames or promised) - 1:
+        raise ValueError(f"video {path!r} is truncated: its header promises {promised} frames but {len(out)} decode; "
+                         "copy or download it again")
     return out
 
 

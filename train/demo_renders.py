@@ -31,6 +31,7 @@ from sv4d_models.images import to_uint8
 from sv4d_models.kinds import FOUR_D_KINDS
 from sv4d_models.synthetic import KINDS as SCENE_KINDS
 from sv4d_models.synthetic import SyntheticScene
+from sv4d_models.cli import OneLineParser  # noqa: E402 - one-line argparse errors, as sv4d's
 
 TRAIN_SEED_BASE = 1_000  # training objects: seeds 1000, 1001, ...
 VAL_SEED_BASE = 500_000  # held-out objects of the dataset (validation grids); benchmarks use seeds >= 900000
@@ -97,7 +98,7 @@ def render_all(args: argparse.Namespace) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.demo_renders", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m train.demo_renders", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="renders folder")
     p.add_argument("--objects", type=int, default=96, help="training objects")

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from sv4d_models.cli import OneLineParser  # noqa: E402 - one-line argparse errors, as sv4d's
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = REPO / "sv4d_models" / "assets" / "sv4d2_8views_demo.safetensors"
@@ -170,7 +171,7 @@ def demo_card(cfg, work: Path, timings: dict, result: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.make_demo_model", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m train.make_demo_model", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--work", default=str(REPO / "runs" / "demo"), help="renders, encoders, dataset, UNet run")
     p.add_argument("--out", default=str(DEMO_MODEL), help="the float16 engine file (+ .json card beside it)")

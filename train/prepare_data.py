@@ -26,6 +26,7 @@ from sv4d_models.kinds import FOUR_D_KINDS, OFFICIAL_VIDEO_FRAMES, SV3D_N_VIEWS
 from sv4d_models.pipeline import Placement, load_encoder_models
 from sv4d_models.synthetic import KINDS as SCENE_KINDS
 from sv4d_models.synthetic import SyntheticScene
+from sv4d_models.cli import OneLineParser  # noqa: E402 - one-line argparse errors, as sv4d's
 
 from .data import DATASET_FORMAT
 
@@ -207,7 +208,7 @@ def prepare(args: argparse.Namespace) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.prepare_data", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m train.prepare_data", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="dataset folder (manifest.json + shards)")
     p.add_argument("--renders", default=None, help="encode a Blender renders folder (train/blender/render_objaverse.py) "

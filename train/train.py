@@ -12,7 +12,6 @@ dynamic orbits. Checkpoints ``checkpoint-{step}`` (atomic, rotated), metrics to 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -29,6 +28,7 @@ from sv4d_models import events  # noqa: E402
 from sv4d_models.console import ConsoleReporter  # noqa: E402
 from sv4d_models.events import Reporter  # noqa: E402
 from sv4d_models.stopping import JobInterrupted, StopCheck, stop_requested  # noqa: E402
+from sv4d_models.cli import OneLineParser  # noqa: E402 - one-line argparse errors, as sv4d's
 from train.checkpointing import (EMA, MetricsLog, check_resumable, load_checkpoint, resolve_resume,  # noqa: E402
                                  save_checkpoint)
 from train.config import TrainConfig, load_config  # noqa: E402
@@ -221,7 +221,7 @@ def run(cfg: TrainConfig, should_stop: StopCheck | None = None, report: Reporter
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="train/train.py", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="train/train.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=None, help="YAML config (train/configs/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value or group.key=value (values parsed as YAML)")
     args = p.parse_args(argv)

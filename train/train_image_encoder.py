@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from sv4d_models.encoders.clip import ClipImageEncoder, ClipVisionConfig
+from sv4d_models.cli import OneLineParser  # noqa: E402 - one-line argparse errors, as sv4d's
 
 from .train_vae import to_model
 
@@ -127,7 +128,7 @@ def save_image_encoder(model: ClipImageEncoder, path: str | Path, meta: dict) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.train_image_encoder", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m train.train_image_encoder", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--renders", required=True, help="train.demo_renders folder")
     p.add_argument("--out", required=True, help="output .safetensors (visual.* keys)")

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from sv4d_models.encoders.vae import LATENT_SCALE, AutoencoderKL, VAEConfig
 from sv4d_models.images import mse_to_psnr
+from sv4d_models.cli import OneLineParser  # noqa: E402 - one-line argparse errors, as sv4d's
 
 DEMO_VAE_CONFIG = VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1)  # /8, widths 32/32/64/64, ~1.0M params
 
@@ -184,7 +185,7 @@ def finish_decoder_only(ae: AutoencoderKL, init: dict | None, images: torch.Tens
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.train_vae", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m train.train_vae", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--renders", required=True, help="train.demo_renders folder")
     p.add_argument("--out", required=True, help="output .safetensors (AutoencoderKL keys)")

@@ -25,6 +25,7 @@ from ..unet import SV4DUNet, build_unet
 from .kind import UNET_PREFIX, CheckpointKind, resolve_kind, unet_shapes, vector_dims, warn_if_unsure
 from .source import META_NETWORK, CheckpointSource, as_source
 from .strict import key_mismatch
+from ..validate import check_device
 
 log = logging.getLogger("sv4d")
 
@@ -180,6 +181,8 @@ def load_unet(path_or_state_dict, network_config: dict | UNetConfig | None = Non
     Returns:
         ``SV4DUNet`` in eval mode with attributes ``model_kind``, ``config`` and ``checkpoint_kind``.
     """
+    if isinstance(device, str):
+        check_device(device)  # "gpu", or "cuda" on a machine without CUDA: a clear error before any reading
     src, owned = as_source(path_or_state_dict)
     try:
         plan = plan_unet(src, model_kind, network_config)

@@ -17,6 +17,7 @@ import torch
 
 from ..checkpoint import CheckpointSource, load_unet, resolve_kind, warn_if_unsure
 from ..kinds import KINDS
+from ..validate import check_device
 
 
 ENCODE_CHUNK, DECODE_CHUNK = 8, 4  # images per VAE / CLIP encode call, latents per VAE decode call (defaults)
@@ -123,6 +124,7 @@ def load_engine_models(path: str | os.PathLike, kind: str | None = None, placeme
                        unet_dtype: torch.dtype | None = None) -> EngineModels:
     """Load UNet (``unet_dtype``, default the placement's dtype), CLIP, the conditioning VAE copies and the decoder
     (float32) of a checkpoint onto ``placement.device``."""
+    check_device(str(placement.device))
     info = resolve_kind(path, kind)
     warn_if_unsure(info)
     kind, dims, source = info.kind, info.vector_dims, info.source

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..files import torch_load
+
 _VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 _VGG_TAPS = (3, 8, 15, 22, 29)  # after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 _ALEX_TAPS = (1, 4, 7, 9, 11)
@@ -72,10 +74,10 @@ class LPIPS(nn.Module):
 
     def load_weights(self, backbone_path: str | Path, heads_path: str | Path) -> None:
         """Load a torchvision backbone checkpoint and the lpips ``v0.1/<net>.pth`` heads (CPU, no download)."""
-        sd = torch.load(backbone_path, map_location="cpu", weights_only=True)
+        sd = torch_load(backbone_path, "the LPIPS backbone weights")
         feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
         self.features.load_state_dict(feats, strict=True)
-        heads = torch.load(heads_path, map_location="cpu", weights_only=True)
+        heads = torch_load(heads_path, "the LPIPS heads")
         missing, unexpected = self.load_state_dict(heads, strict=False)
         if unexpected or any(k.startswith("lin") for k in missing):
             raise ValueError(f"{heads_path} is not an lpips v0.1 heads file (missing {missing[:3]}, "

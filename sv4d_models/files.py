@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -180,9 +181,23 @@ def torch_load(path: str | os.PathLike, what: str = "file", **kw) -> Any:
         raise FileNotFoundError(f"{path} ({what}) does not exist") from None
     except IsADirectoryError:
         raise ValueError(f"{path} ({what}) is a folder, not a file") from None
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise _damaged(path, what, exc) from None
+        raise UnsafeFileError(f"{path} ({what}) holds Python objects besides tensors, which are never unpickled "
+                              f"here: this project did not write it; delete it or replace it with a trusted file"
+                              ) from None
     except Exception as exc:  # noqa: BLE001 - zip / unpickling errors of every kind: the file is damaged
-        raise ValueError(f"{path} ({what}) is damaged and cannot be read ({type(exc).__name__}: "
-                         f"{' '.join(str(exc).split())[:200]}); delete it to redo that work") from None
+        raise _damaged(path, what, exc) from None
+
+
+class UnsafeFileError(pickle.UnpicklingError, ValueError):
+    """A torch file whose pickle holds more than tensors: refused by the weights-only loader, never executed."""
+
+
+def _damaged(path: Path, what: str, exc: BaseException) -> ValueError:
+    return ValueError(f"{path} ({what}) is damaged and cannot be read ({type(exc).__name__}: "
+                      f"{' '.join(str(exc).split())[:200]}); delete it to redo that work")
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:

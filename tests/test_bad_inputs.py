@@ -108,7 +108,7 @@ def _nerf_cfg(**kw):
 CASES = [
     # ---- checkpoints ------------------------------------------------------------------------------------
     ("ckpt missing", lambda c: _load_unet(c, "nope.safetensors"), FileNotFoundError, r"nope.safetensors.*does not exist.*models/checkpoints"),
-    ("ckpt is a folder", lambda c: _load_unet(c, "empty_folder"), FileNotFoundError, r"empty_folder.*does not exist"),
+    ("ckpt is a folder", lambda c: _load_unet(c, "empty_folder"), FileNotFoundError, r"empty_folder.*is a folder, not a file; pass the .safetensors file inside it"),
     ("ckpt .ckpt file", lambda c: _load_unet(c, "model.ckpt"), ValueError, r"model.ckpt.*not a .safetensors file.*convert"),
     ("ckpt truncated", lambda c: _load_unet(c, "truncated.safetensors"), ValueError, r"truncated.safetensors.*truncated or corrupt"),
     ("ckpt text file", lambda c: _load_unet(c, "text.safetensors"), ValueError, r"text.safetensors.*not a readable safetensors"),

@@ -35,7 +35,7 @@ def checked_widgets(execute):
 
     @functools.wraps(execute)
     def run(cls, *args, **kwargs):
-        values = signature.bind(cls, *args, **kwargs).arguments
+        values = signature.bind_partial(cls, *args, **kwargs).arguments
         title, widgets = _number_widgets(cls)
         for name, (lo, hi, integer) in widgets.items():
             if values.get(name) is not None:

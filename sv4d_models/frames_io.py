@@ -9,7 +9,9 @@ both convert yuv420p to RGB through FFmpeg's swscale but with different settings
 few levels. Palette / grey images are converted to RGB, or RGBA when they carry transparency (the official code
 would fail on them); if a sequence mixes RGB and RGBA frames the RGB ones get an opaque alpha channel. Videos with
 an alpha channel (ProRes 4444, QuickTime RLE / PNG .mov, VP8 / VP9 .webm with alpha) are read as RGBA like gifs (the
-official code reads them as RGB, where transparent pixels turn black). A video whose data ends before the duration
+official code reads them as RGB, where transparent pixels turn black); lossy alpha (VP8 / VP9) carries codec noise of
+a few levels, so alpha <= 4/255 is read as 0 and >= 251/255 as 1 (``ALPHA_NOISE``): otherwise the ``alpha > 0``
+foreground rule of preprocessing would count the whole noisy background as object. A video whose data ends before the duration
 its header promises (a truncated download) is an error, not a shorter clip; AVI files derive their duration from the
 file size, so a truncated AVI cannot be told from a short one.
 imageio-ffmpeg, PyAV and PIL's gif reader are imported lazily.
@@ -229,6 +231,19 @@ def _check_complete(path: str, meta: dict, decoded: int) -> None:
                          f"(ffmpeg -i IN -t {covered:.2f} -c copy OUT)")
 
 
+ALPHA_NOISE = 4  # levels of codec noise on decoded alpha: <= 4 is transparent, >= 255 - 4 opaque (lossy VP8 / VP9)
+
+
+def _snap_alpha(frame: np.ndarray) -> np.ndarray:
+    if frame.shape[-1] != 4:
+        return frame
+    frame = frame.copy()
+    alpha = frame[..., 3]
+    alpha[alpha <= ALPHA_NOISE] = 0
+    alpha[alpha >= 255 - ALPHA_NOISE] = 255
+    return frame
+
+
 def read_video_file(path: str, max_frames: int | None = None) -> list[np.ndarray]:
     """Decode a video file to uint8 frames: RGBA ``[H, W, 4]`` when the video has an alpha channel (ProRes 4444,
     QuickTime RLE / PNG in .mov, VP8 / VP9 with alpha in .webm, ...), else RGB ``[H, W, 3]``. Uses imageio-ffmpeg
@@ -247,7 +262,7 @@ def read_video_file(path: str, max_frames: int | None = None) -> list[np.ndarray
         try:
             w, h = next(gen)["size"]
             for buf in gen:
-                out.append(np.frombuffer(buf, np.uint8).reshape(h, w, channels))
+                out.append(_snap_alpha(np.frombuffer(buf, np.uint8).reshape(h, w, channels)))
                 if max_frames is not None and len(out) == max_frames:
                     break
         except OSError as exc:  # imageio-ffmpeg: "Could not load meta information" + the ffmpeg log
@@ -267,7 +282,7 @@ def read_video_file(path: str, max_frames: int | None = None) -> list[np.ndarray
             stream = container.streams.video[0]
             alpha = _ALPHA_FORMATS.match(str(stream.codec_context.pix_fmt or "")) is not None
             for frame in container.decode(video=0):
-                out.append(frame.to_ndarray(format="rgba" if alpha else "rgb24"))
+                out.append(_snap_alpha(frame.to_ndarray(format="rgba" if alpha else "rgb24")))
                 if max_frames is not None and len(out) == max_frames:
                     break
             promised = int(stream.frames or 0)

@@ -166,5 +166,17 @@ def check_finite_tensor(t, name: str):
     return t
 
 
+def check_finite_array(a, name: str):
+    """``a`` (a numpy array or anything ``np.asarray`` takes) unless it holds NaN or infinity (ValueError naming
+    ``name``); writers call it so that no file holds a NaN."""
+    import numpy as np
+
+    arr = np.asarray(a)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} hold {int((~np.isfinite(arr)).sum())} NaN or infinite values of {arr.size}; a file "
+                         "cannot hold them and nothing was written")
+    return a
+
+
 __all__ = ["RANGES", "MAX_SEED", "MAX_STEPS", "bounds", "MEMORY", "STEPS", "PROBABILITY", "DEGREES", "ANGLES", "check_angle", "check_device", "check_number", "check_numbers", "check_text", "check_fields",
-           "check_finite_tensor"]
+           "check_finite_tensor", "check_finite_array"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from sv4d_models.tiny_checkpoint import write_tiny_checkpoint
+from video_files import OPAQUE, encode, noise_frames, truncate
 
 SIZE = 16
 
@@ -40,15 +44,33 @@ def ctx(tmp_path_factory):
     pipe = SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d_u"],
                                          config={"image_size": SIZE, "num_steps": 2, "device": "cpu"})
     matrix = SyntheticScene.make(kind="rigid", seed=1).render_matrix(n_frames=3, size=SIZE)
-    return {"dir": d, "files": files, "pipe": pipe, "m": matrix, "video": torch.rand(5, SIZE, SIZE, 3)}
+    c = {"dir": d, "files": files, "pipe": pipe, "m": matrix, "video": torch.rand(5, SIZE, SIZE, 3)}
+    c["fit"] = _fit(c, checkpoint_dir=str(d / "fit"))  # a finished fit checkpoint (seed 0) to resume against
+    whole = (d / "fit" / "nerf_checkpoint.pt").read_bytes()
+    (d / "recon" / "nerf").mkdir(parents=True)  # a reconstruction folder whose fit (seed 0) a new run must not mix in
+    (d / "recon" / "nerf" / "nerf_checkpoint.pt").write_bytes(whole)
+    (d / "damaged_fit").mkdir()
+    (d / "damaged_fit" / "nerf_checkpoint.pt").write_bytes(whole[: len(whole) // 2])
+    (d / "damaged_work").mkdir()
+    (d / "damaged_work" / "pass_000.pt").write_bytes(whole[: len(whole) // 3])
+    (d / "transforms.json").write_text('{"frames": [{"transform_matrix": [[1, 0')
+    (d / "lacks.json").write_text('{"h": 16, "frames": [{"file_path": "a.png"}]}')
+    (d / "lpips_heads.pth").write_bytes(b"PK\x03\x04 truncated")
+    for container in ("mp4", "mov", "mkv", "webm"):
+        truncate(encode(d / f"cut.{container}", noise_frames(30), OPAQUE[container]))
+    (d / "text.mp4").write_text("this is not a video")
+    encode(d / "clip.gif", noise_frames(5, 32), [])
+    return c
 
 
-def _fit(c, **kw):
+def _fit(c, checkpoint_dir: str = "", seed: int = 0, **kw):
     from sv4d_models.nerf.fit import fit_dynamic_nerf
     from sv4d_models.nerf.fit_config import tiny_preset
 
     m = {**c["m"], **kw}
-    return fit_dynamic_nerf(m["images"], m["masks"], m["cameras"], m["times"], tiny_preset(static_steps=1, dynamic_steps=1))
+    cfg = tiny_preset(static_steps=1, dynamic_steps=1, checkpoint_dir=checkpoint_dir, seed=seed)
+    return fit_dynamic_nerf(m["images"], m["masks"], m["cameras"], m["times"], cfg,
+                            normal_maps=kw.get("normal_maps"))
 
 
 def _pcfg(**kw):
@@ -97,6 +119,41 @@ def _job(c, **kw):
     from sv4d_models.job import JobSettings
 
     return JobSettings(**{"video": "v.mp4", "out": str(c["dir"] / "o"), **kw})
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _mesh_cfg(**kw):
+    from sv4d_models.export.mesh import MeshConfig
+
+    return MeshConfig(**kw)
+
+
+def _orbit(**kw):
+    from sv4d_models.camera import Cameras
+
+    return Cameras.orbit(**{"azimuth_deg": [0.0], "elevation_deg": 10.0, **kw})
+
+
+def _transforms(c, images=None, times=None):
+    from sv4d_models.export.cameras import export_transforms
+
+    return export_transforms(c["dir"] / "tf", _orbit(), torch.rand(1, 4, 4, 3) if images is None else images,
+                             times=times)
+
+
+def _mesh_seq(vertices=None, times=(0.0,)):
+    from sv4d_models.export.mesh import MeshSequence
+
+    v = [np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)] if vertices is None else vertices
+    return MeshSequence(v, [np.array([[0, 1, 2]], np.int32)], None, np.asarray(times))
+
+
+def _demo(c, **options):
+    from sv4d_models.demo import demo_settings
+
+    return demo_settings(str(c["dir"] / "demo_out"), overrides=options)
 
 
 def _nerf_cfg(**kw):
@@ -218,7 +275,437 @@ CASES = [
     ("node angle text", lambda c: __import__("nodes.values", fromlist=["x"]).parse_angles("10, ten", "elevations_deg"), ValueError, r"'ten' is not a number"),
     ("node sigmas shape", lambda c: __import__("nodes.runs", fromlist=["x"]).check_sigmas(torch.zeros(2, 2)), ValueError, r"1-D schedule"),
     ("node sigmas order", lambda c: __import__("nodes.runs", fromlist=["x"]).check_sigmas(torch.tensor([0.0, 1.0])), ValueError, r"must decrease and end in 0"),
+    ("node sigmas NaN", lambda c: __import__("nodes.runs", fromlist=["x"]).check_sigmas(torch.tensor([1.0, NAN, 0.0])), ValueError, r"NaN|finite"),
+    ("node angle nan", lambda c: __import__("nodes.values", fromlist=["x"]).parse_angles("10, nan", "elevations_deg"), ValueError, r"elevations_deg\[1\]=nan must be a finite number >= -90.0"),
+    ("node angle inf", lambda c: __import__("nodes.values", fromlist=["x"]).parse_angles("inf", "azimuths_deg"), ValueError, r"azimuths_deg\[0\]=inf must be a finite number"),
+    ("node angle 1000", lambda c: __import__("nodes.values", fromlist=["x"]).parse_angles("1000", "elevations_deg"), ValueError, r"elevations_deg\[0\]=1000.0 must be >= -90.0 and <= 90.0"),
+    # ---- numbers at the door: NaN, infinities, absurd sizes, bools as ints (issue 21) --------------------------------
+    ("cfg NaN cfg", lambda c: _pcfg(cfg=NAN), ValueError, r"cfg=nan must be a finite number >= 0.0 and <= 30.0"),
+    ("cfg inf cond_aug", lambda c: _pcfg(cond_aug=INF), ValueError, r"cond_aug=inf must be a finite number"),
+    ("cfg huge steps", lambda c: _pcfg(num_steps=1_000_000), ValueError, r"num_steps=1000000 must be >= 1 and <= 1000"),
+    ("cfg huge image", lambda c: _pcfg(image_size=1_000_000), ValueError, r"image_size=1000000 must be >= 8 and <= 4096"),
+    ("cfg NaN elevation", lambda c: _pcfg(elevations_deg=[NAN]), ValueError, r"elevations_deg\[0\]=nan must be a finite number >= -90.0"),
+    ("cfg 1000 elevation", lambda c: _pcfg(elevations_deg=1000.0), ValueError, r"elevations_deg.*=1000.0 must be >= -90.0 and <= 90.0"),
+    ("cfg inf azimuth", lambda c: _pcfg(azimuths_deg=[0.0, INF]), ValueError, r"azimuths_deg\[1\]=inf must be a finite number"),
+    ("cfg device name", lambda c: _pcfg(device="gpu"), ValueError, r"device='gpu' is not a device name; use cpu, cuda or cuda:N"),
+    ("cfg bool steps", lambda c: _pcfg(num_steps=True), ValueError, r"num_steps=True must be an integer"),
+    ("job NaN elevation", lambda c: _job(c, elevation=NAN), ValueError, r"elevation=nan must be a finite number >= -90.0 and <= 90.0"),
+    ("job 1000 elevation", lambda c: _job(c, elevation=1000.0), ValueError, r"elevation=1000.0 must be >= -90.0 and <= 90.0"),
+    ("job huge steps", lambda c: _job(c, steps=1_000_000), ValueError, r"steps=1000000 must be >= 1 and <= 1000"),
+    ("job NaN cfg", lambda c: _job(c, cfg=NAN), ValueError, r"cfg=nan must be a finite number"),
+    ("job min_cfg above cfg", lambda c: _job(c, cfg=1.0, min_cfg=2.0), ValueError, r"min_cfg=2.0.*cfg=1.0"),
+    ("job bool seed", lambda c: _job(c, seed=True), ValueError, r"seed=True must be an integer"),
+    ("job huge turntable", lambda c: _job(c, turntable_size=1_000_000), ValueError, r"turntable_size=1000000 must be >= 8 and <= 4096"),
+    ("job negative turntable", lambda c: _job(c, turntable_size=-64), ValueError, r"turntable_size=-64 must be >= 8"),
+    ("job zero turntable frames", lambda c: _job(c, turntable_frames=0), ValueError, r"turntable_frames=0 must be >= 1"),
+    ("job huge mesh", lambda c: _job(c, mesh_resolution=1_000_000), ValueError, r"mesh_resolution=1000000 must be >= 8 and <= 1024 .*memory grows with the cube"),
+    ("job zero mesh", lambda c: _job(c, mesh_resolution=0), ValueError, r"mesh_resolution=0 must be >= 8"),
+    ("job NaN mesh threshold", lambda c: _job(c, mesh_threshold=NAN), ValueError, r"mesh_threshold=nan must be a finite number"),
+    ("job zero mask threshold", lambda c: _job(c, mask_threshold=0.0), ValueError, r"mask_threshold=0.0 must be > 0.0 and <= 1.0"),
+    ("job device gpu", lambda c: _job(c, device="gpu"), ValueError, r"device='gpu' is not a device name"),
+    ("job video list", lambda c: _job(c, video=["a.mp4", "b.mp4"]), TypeError, r"video=\['a.mp4', 'b.mp4'\] must be text, not list"),
+    ("job out number", lambda c: _job(c, out=3), TypeError, r"out=3 must be text, not int"),
+    ("job huge frames", lambda c: _job(c, frames=10**9), ValueError, r"frames=1000000000 must be >= 1 and <= 100000"),
+    ("export NaN fps", lambda c: _export(fps=NAN), ValueError, r"export.fps=nan must be a finite number > 0.0 and <= 240.0"),
+    ("export zero fps", lambda c: _export(fps=0.0), ValueError, r"export.fps=0.0 must be > 0.0"),
+    ("export negative size", lambda c: _export(turntable_size=-64), ValueError, r"export.turntable_size=-64 must be >= 8"),
+    ("export zero mesh", lambda c: _export(mesh_resolution=0), ValueError, r"export.mesh_resolution=0 must be >= 8"),
+    ("export bool frames", lambda c: _export(turntable_frames=True), ValueError, r"export.turntable_frames=True must be an integer"),
+    ("mesh huge resolution", lambda c: _mesh_cfg(resolution=1_000_000), ValueError, r"mesh.resolution=1000000 must be >= 2 and <= 1024 \(marching-cubes grid"),
+    ("mesh NaN threshold", lambda c: _mesh_cfg(threshold=NAN), ValueError, r"threshold=nan must be a finite number"),
+    ("mesh inf box", lambda c: _mesh_cfg(aabb_half_size=INF), ValueError, r"aabb_half_size=inf must be a finite number"),
+    ("nerf cfg NaN lr", lambda c: _nerf_cfg(lr=NAN), ValueError, r"lr=nan must be a finite number"),
+    ("nerf cfg inf lr deformation", lambda c: _nerf_cfg(lr_deformation=INF), ValueError, r"lr_deformation=inf must be a finite number"),
+    ("nerf cfg huge samples", lambda c: _nerf_cfg(n_samples=10**9), ValueError, r"n_samples=1000000000 must be >= 1 and <= "),
+    ("nerf cfg bool seed", lambda c: _nerf_cfg(seed=True), ValueError, r"seed=True must be an integer"),
+    ("nerf cfg betas", lambda c: _nerf_cfg(adam_betas=(0.9, NAN)), ValueError, r"adam_betas\[1\]=nan must be a finite number"),
+    ("nerf cfg render size", lambda c: _nerf_cfg(max_render_size=10**6), ValueError, r"max_render_size=1000000 must be >= 1 and <= 4096"),
+    ("nerf guard NaN factor", lambda c: __import__("sv4d_models.nerf.guard", fromlist=["x"]).GuardConfig(spike_factor=NAN), ValueError, r"spike_factor=nan must be a finite number"),
+    # ---- cameras, renders and writers refuse non-finite data ------------------------------------------------------
+    ("camera fov 180", lambda c: _orbit(fov_deg=180.0), ValueError, r"fov_deg=180.0 must be >= 1.0 and <= 160.0"),
+    ("camera fov 0", lambda c: _orbit(fov_deg=0.0), ValueError, r"fov_deg=0.0 must be >= 1.0"),
+    ("camera NaN radius", lambda c: _orbit(radius=NAN), ValueError, r"radius=nan must be a finite number"),
+    ("camera NaN angle", lambda c: _orbit(elevation_deg=NAN), ValueError, r"camera angles must be finite numbers"),
+    ("camera NaN matrix", lambda c: __import__("sv4d_models.camera", fromlist=["x"]).Cameras(torch.full((1, 4, 4), NAN), torch.zeros(1), torch.zeros(1)), ValueError, r"camera matrices \(c2w\) hold NaN or infinite values"),
+    ("orbit NaN elevation", lambda c: __import__("sv4d_models.camera", fromlist=["x"]).sv4d_conditioning_angles(elevations_deg=NAN), ValueError, r"elevation.*nan must be a finite number"),
+    ("render time 1.7", lambda c: c["fit"].render(_orbit(), 1.7, 8), ValueError, r"times must lie in \[0, 1\] \(0 = the first frame, 1 = the last\), got \[1.70"),
+    ("render time NaN", lambda c: c["fit"].render(_orbit(), NAN, 8), ValueError, r"times must lie in \[0, 1\] .*got \[nan\]"),
+    ("render size 0", lambda c: c["fit"].render(_orbit(), 0.5, 0), ValueError, r"height=0 must be >= 1"),
+    ("render size huge", lambda c: c["fit"].render(_orbit(), 0.5, 10**6), ValueError, r"height=1000000 must be >= 1 and <= 16384"),
+    ("json NaN", lambda c: __import__("sv4d_models.files", fromlist=["x"]).json_text({"a": {"b": [1.0, NAN]}}, c["dir"] / "x.json"), ValueError, r"x.json: a.b\[1\]=nan is NaN or infinite; a JSON file cannot hold it"),
+    ("transforms NaN times", lambda c: _transforms(c, times=torch.tensor([NAN])), ValueError, r"transforms.json: .* is NaN or infinite"),
+    ("transforms NaN images", lambda c: _transforms(c, images=torch.full((1, 4, 4, 3), NAN)), ValueError, r"the images of transforms.json holds 48 NaN"),
+    ("glb NaN vertices", lambda c: _mesh_seq(vertices=[np.full((3, 3), NAN)]), ValueError, r"frame 0: 9 vertex coordinates are NaN or infinite"),
+    ("glb NaN times", lambda c: _mesh_seq(times=[NAN]), ValueError, r"times \[nan\] must be finite"),
+    ("glb NaN fps", lambda c: __import__("sv4d_models.export.glb", fromlist=["x"]).write_glb(_mesh_seq(), c["dir"] / "x.glb", fps=NAN), ValueError, r"fps=nan"),
+    ("glb morph NaN", lambda c: __import__("sv4d_models.export.glb", fromlist=["x"]).build_morph_glb(np.full((2, 3, 3), NAN), np.array([[0, 1, 2]])), ValueError, r"morph GLB vertices hold 18 NaN"),
+    ("ply NaN vertices", lambda c: __import__("sv4d_models.export.sequence", fromlist=["x"]).ply_bytes(np.array([[0.0, 0.0, INF]]), np.zeros((0, 3), int)), ValueError, r"PLY vertices hold 1 NaN or infinite"),
+    ("obj NaN vertices", lambda c: __import__("sv4d_models.export.sequence", fromlist=["x"]).obj_bytes(np.array([[NAN, 0.0, 0.0]]), np.zeros((0, 3), int)), ValueError, r"OBJ vertices hold 1 NaN"),
+    ("mp4 NaN frames", lambda c: __import__("sv4d_models.export.video", fromlist=["x"]).write_mp4(torch.full((2, 8, 8, 3), NAN), c["dir"] / "x.mp4"), ValueError, r"NaN"),
+    ("mp4 NaN fps", lambda c: __import__("sv4d_models.export.video", fromlist=["x"]).write_mp4(torch.zeros(2, 8, 8, 3), c["dir"] / "x.mp4", fps=NAN), ValueError, r"fps=nan"),
+    ("fit normal maps shape", lambda c: _fit(c, normal_maps=torch.zeros(3, 9, 4, 4, 3)), ValueError, r"normal_maps must be \[F, V, H, W, 3\] like the images"),
+    ("fit NaN normal maps", lambda c: _fit(c, normal_maps=torch.full_like(c["m"]["images"], NAN)), ValueError, r"normal_maps contain NaN"),
+    ("fit masks 3-d", lambda c: _fit(c, masks=c["m"]["masks"][0]), ValueError, r"masks must be \[F, V, H, W\]"),
+    ("fit NaN times", lambda c: _fit(c, times=torch.tensor([0.0, NAN, 1.0])), ValueError, r"times must hold 3 values in \[0, 1\], got \[0.0, nan, 1.0\]"),
+    # ---- devices ------------------------------------------------------------------------------------------------
+    ("device gpu on load", lambda c: _load_unet(c, "sv4d.safetensors", device="gpu"), ValueError, r"device='gpu' is not a device name; use cpu, cuda or cuda:N"),
+    ("device cuda:x", lambda c: __import__("sv4d_models.validate", fromlist=["x"]).check_device("cuda:x"), ValueError, r"device='cuda:x' is not a device name"),
+    ("device number", lambda c: __import__("sv4d_models.validate", fromlist=["x"]).check_device(3), TypeError, r"device=3"),
+    # ---- damaged and foreign files are named ---------------------------------------------------------------------------
+    ("damaged fit checkpoint", lambda c: __import__("sv4d_models.nerf.fit", fromlist=["x"]).load_fit_result(c["dir"] / "damaged_fit" / "nerf_checkpoint.pt"), ValueError, r"damaged_fit/nerf_checkpoint.pt \(a NeRF fit checkpoint\) is damaged and cannot be read .*delete it"),
+    ("damaged fit resume", lambda c: _fit(c, checkpoint_dir=str(c["dir"] / "damaged_fit")), ValueError, r"damaged_fit/nerf_checkpoint.pt \(a NeRF fit checkpoint\) is damaged"),
+    ("damaged pass file", lambda c: __import__("sv4d_models.pipeline.store", fromlist=["x"]).PassStore(c["dir"] / "damaged_work").load_pass(0), ValueError, r"damaged_work/pass_000.pt \(a sampling work file\) is damaged"),
+    ("damaged transforms", lambda c: __import__("sv4d_models.export.cameras", fromlist=["x"]).load_transforms(c["dir"] / "transforms.json"), ValueError, r"transforms.json \(a camera file\) is damaged and cannot be read"),
+    ("incomplete transforms", lambda c: __import__("sv4d_models.export.cameras", fromlist=["x"]).load_transforms(c["dir"] / "lacks.json"), ValueError, r"lacks.json lacks \['w', 'transform_matrix'\]"),
+    ("missing transforms", lambda c: __import__("sv4d_models.export.cameras", fromlist=["x"]).load_transforms(c["dir"] / "empty_folder"), FileNotFoundError, r"empty_folder/transforms.json does not exist"),
+    ("damaged lpips heads", lambda c: __import__("sv4d_models.files", fromlist=["x"]).torch_load(c["dir"] / "lpips_heads.pth", "the LPIPS heads"), ValueError, r"lpips_heads.pth \(the LPIPS heads\) is damaged"),
+    ("torch file is a folder", lambda c: __import__("sv4d_models.files", fromlist=["x"]).torch_load(c["dir"] / "empty_folder", "a pass"), ValueError, r"empty_folder \(a pass\) is a folder, not a file"),
+    # ---- resume: a fit checkpoint of other settings or data is refused, naming the difference ---------------------------
+    ("fit resume other seed", lambda c: _fit(c, checkpoint_dir=str(c["dir"] / "fit"), seed=1), ValueError, r"fit/nerf_checkpoint.pt was written with other fit settings \(seed: 0 \(recorded\) vs 1 \(now\)\); pass --overwrite"),
+    ("fit resume other data", lambda c: _fit(c, checkpoint_dir=str(c["dir"] / "fit"), images=c["m"]["images"].flip(-2)), ValueError, r"fit/nerf_checkpoint.pt was written for other images / masks / times"),
+    ("reconstruct resume other seed", lambda c: __import__("sv4d_models.reconstruction", fromlist=["x"]).reconstruct(c["m"]["images"], c["m"]["masks"], c["m"]["cameras"], c["m"]["times"], c["dir"] / "recon", config=_nerf_cfg(static_steps=1, dynamic_steps=1, checkpoint_dir=str(c["dir"] / "fit"), seed=1)), ValueError, r"was written with other fit settings \(seed: 0 \(recorded\) vs 1 \(now\)\)"),
+    # ---- videos: read completely or refused --------------------------------------------------------------------------
+    ("video truncated mp4", lambda c: _load(c["dir"] / "cut.mp4"), ValueError, r"cut.mp4' is truncated: its header promises 3.00 s \(about 30 frames"),
+    ("video truncated mov", lambda c: _load(c["dir"] / "cut.mov"), ValueError, r"cut.mov' is truncated"),
+    ("video truncated mkv", lambda c: _load(c["dir"] / "cut.mkv"), ValueError, r"cut.mkv' is truncated"),
+    ("video truncated webm", lambda c: _load(c["dir"] / "cut.webm"), ValueError, r"cut.webm' is truncated"),
+    ("video text as mp4", lambda c: _load(c["dir"] / "text.mp4"), ValueError, r"could not decode video .*text.mp4"),
+    ("video is a folder of nothing", lambda c: _load(c["dir"] / "manifest_dir"), ValueError, r"manifest_dir.*contains no"),
+    # ---- --model demo with what it cannot honour ---------------------------------------------------------------------------
+    ("demo image size", lambda c: _demo(c, image_size=32), ValueError, r"--image-size 32 cannot be used with --model demo: the demo model was trained at 64 px"),
+    ("demo sv4d file", lambda c: _demo(c, sv4d="mine.safetensors"), ValueError, r"--sv4d mine.safetensors cannot be used with --model demo"),
+    ("demo sv3d file", lambda c: _demo(c, sv3d="sv3d_p.safetensors"), ValueError, r"--sv3d sv3d_p.safetensors cannot be used with --model demo"),
+    ("demo model kind", lambda c: _demo(c, model_kind="sv4d"), ValueError, r"--model-kind sv4d cannot be used with --model demo"),
+    ("demo dtype", lambda c: _demo(c, dtype="float16"), ValueError, r"--dtype float16 cannot be used with --model demo: the demo model runs in float32"),
 ]
+
+
+# ---- the CLI: every option with NaN, inf, 0, negative, huge and wrong-type values -> exit 2, one line, nothing written ----
+INT_OPTIONS = {"--frames": (1, 100_000), "--steps": (1, 1000), "--seed": (0, 2**63 - 1), "--image-size": (16, 4096),
+               "--fit-steps": (2, 10_000_000), "--turntable-frames": (1, 10_000), "--turntable-size": (8, 4096),
+               "--mesh-resolution": (8, 1024)}
+FLOAT_OPTIONS = {"--elevation": (-90.0, 90.0), "--mesh-threshold": (0.0, 1e10), "--mask-threshold": (0.0, 1.0)}
+
+
+def _cli_cases() -> list:
+    cases = []
+    for flag, (lo, hi) in INT_OPTIONS.items():
+        for value in ("nan", "inf", "1.5", "ten"):
+            cases.append((f"{flag} {value}", [flag, value], rf"argument {flag}: invalid int value: '{value}'"))
+        for value in sorted({lo - 1, -1, hi + 1, max(10**12, hi * 1000)}):
+            cases.append((f"{flag} {value}", [flag, str(value)], rf"{flag} {value} must be >= {lo} and <= {hi}"))
+    for flag, (lo, hi) in FLOAT_OPTIONS.items():
+        for value in ("nan", "inf", "-inf"):  # "--elevation -inf" reads as an option to argparse: "=-inf" is the way
+            cases.append((f"{flag} {value}", [f"{flag}={value}"], rf"{flag} {value} must be a finite number"))
+        cases.append((f"{flag} abc", [flag, "abc"], rf"argument {flag}: invalid float value: 'abc'"))
+        cases.append((f"{flag} 1e300", [flag, "1e300"], rf"{flag} 1e\+300 must be "))
+        cases.append((f"{flag} -1000", [flag, "-1000"], rf"{flag} -1000.0 must be "))
+    return cases + [
+        ("--model foo", ["--model", "foo"], r"argument --model: invalid choice: 'foo'"),
+        ("--model-kind sv5d", ["--model-kind", "sv5d"], r"argument --model-kind: invalid choice: 'sv5d'"),
+        ("--mode fast", ["--mode", "fast"], r"argument --mode: invalid choice: 'fast'"),
+        ("--dtype half", ["--dtype", "half"], r"argument --dtype: invalid choice: 'half'"),
+        ("--preset huge", ["--preset", "huge"], r"argument --preset: invalid choice: 'huge'"),
+        ("--device gpu", ["--device", "gpu"], r"--device 'gpu' is not a device name; use cpu, cuda or cuda:N"),
+        ("--device cuda:x", ["--device", "cuda:x"], r"--device 'cuda:x' is not a device name"),
+        pytest.param("--device cuda", ["--device", "cuda"], r"--device 'cuda': CUDA is not available on this machine",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+        ("--sv4d folder", ["--sv4d", "{dir}/empty_folder"], r"--sv4d .*empty_folder is a folder; pass the .safetensors file"),
+        ("--sv4d missing", ["--sv4d", "{dir}/nope.safetensors"], r"nope.safetensors does not exist"),
+        ("--sv4d text", ["--sv4d", "{dir}/text.safetensors"], r"text.safetensors.*not a readable safetensors"),
+        ("--sv4d truncated", ["--sv4d", "{dir}/truncated.safetensors"], r"truncated.safetensors.*truncated or corrupt"),
+        ("--sv3d missing", ["--sv4d", "{dir}/sv4d.safetensors", "--sv3d", "{dir}/nope3.safetensors"], r"nope3.safetensors does not exist"),
+        ("--out is a file", ["--out", "{dir}/text.mp4"], r"text.mp4 .*is a file"),
+        ("video missing", ["{dir}/nope.mp4"], r"nope.mp4 does not exist"),
+        ("video truncated", ["{dir}/cut.mp4"], r"cut.mp4' is truncated"),
+        ("--resume --overwrite", ["--resume", "--overwrite"], r"resume and overwrite exclude each other"),
+        ("demo --image-size", ["--model", "demo", "--image-size", "32"], r"--image-size 32 cannot be used with --model demo"),
+        ("demo --dtype", ["--model", "demo", "--dtype", "float16"], r"--dtype float16 cannot be used with --model demo"),
+        ("demo --model-kind", ["--model", "demo", "--model-kind", "sv4d2"], r"--model-kind sv4d2 cannot be used with --model demo"),
+        ("demo --sv3d", ["--model", "demo", "--sv3d", "x.safetensors"], r"--sv3d x.safetensors cannot be used with --model demo"),
+        ("demo --elevation nan", ["--model", "demo", "--elevation", "nan"], r"--elevation nan must be a finite number"),
+        ("no command", None, r"sv4d: error: the following arguments are required: cmd \(see sv4d --help\)"),
+        ("demo unknown option", ["demo", "--foo"], r"unrecognized arguments: --foo"),
+        ("run without --out", ["run", "{video}"], r"the following arguments are required: --out"),
+    ]
+
+
+CLI_CASES = _cli_cases()
+
+
+def _argv(ctx, extra: list | None, out: Path) -> list[str]:
+    values = {"dir": str(ctx["dir"]), "video": str(ctx["dir"] / "clip.gif")}
+    if extra is None:
+        return []
+    if extra[:1] in (["demo"], ["run"]):
+        return [a.format(**values) for a in extra]
+    video = next((a for a in extra if a.startswith("{dir}/") and not a.endswith(".safetensors")
+                  and a.rsplit("/", 1)[-1] in ("nope.mp4", "cut.mp4")), "{video}")
+    rest = [a for a in extra if a != video]
+    if "--sv4d" not in rest and "--model" not in rest:
+        rest = ["--sv4d", str(ctx["files"]["sv4d2"]), *rest]
+    if "--out" not in rest:
+        rest = ["--out", str(out), *rest]
+    return [a.format(**values) for a in ["run", video, *rest]]
+
+
+@pytest.mark.parametrize("name,extra,pattern", CLI_CASES,
+                         ids=[c.values[0] if hasattr(c, "marks") else c[0] for c in CLI_CASES])
+def test_cli_option_is_refused_in_one_line(ctx, tmp_path, monkeypatch, capsys, name, extra, pattern):
+    from sv4d_models.cli import main
+
+    monkeypatch.setenv("SV4D_MODELS", str(tmp_path / "no_models"))
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(ctx["dir"])
+    try:
+        rc = main(_argv(ctx, extra, tmp_path / "out"))
+    except SystemExit as exc:  # argparse
+        rc = exc.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err and "usage:" not in err, err
+    assert re.search(pattern, err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [] and _snapshot(ctx["dir"]) == before  # nothing written
+
+
+# ---- the trainer's overrides: every setting with NaN, inf, huge, a bool for a number, a list for text ----------------
+def _train_override_cases() -> list:
+    from train.config import TrainConfig
+
+    cases = []
+    for group in dataclasses.fields(TrainConfig):
+        for f in dataclasses.fields(group.default_factory):
+            key, kind = f"{group.name}.{f.name}", str(f.type)
+            if kind in ("int", "float"):
+                values = [".nan", ".inf", "-.inf", "1e30", "true", "[1, 2]"] + (["2.5"] if kind == "int" else [])
+            elif kind == "bool":
+                values = ["2", "[1]", "maybe"]
+            elif kind == "str":
+                values = ["[1, 2]", "{a: 1}"]
+            else:  # tuples of numbers (betas, val_sigmas)
+                values = ["[.nan, 0.9]", "[1, .inf]", "fast"]
+            cases += [(f"{key}={value}", key, value) for value in values]
+    return cases
+
+
+TRAIN_CASES = _train_override_cases()
+
+
+@pytest.mark.parametrize("name,key,value", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_trainer_override_is_refused_naming_the_key(name, key, value):
+    with pytest.raises((ValueError, TypeError)) as info:
+        _train_cfg(f"{key}={value}")
+    text = str(info.value)
+    assert key in text and "Traceback" not in text, text
+
+
+# ---- every number widget of every node: NaN / inf pass ComfyUI's own min/max check, so the node refuses them -----------
+NODE_WIDGETS = {  # node id: {widget: (min, max, is_int)}; test_node_widget_table_is_complete keeps it equal to the schemas
+    "SV4D_PrepareVideo": {"size": (16, 2048, True), "max_frames": (0, 4096, True), "image_frame_ratio": (0.05, 1.0, False)},
+    "SV4D_SampleReferenceOrbit": {"seed": (0, 2**63 - 1, True), "steps": (1, 500, True), "elevation_deg": (-90.0, 90.0, False)},
+    **{node: {"seed": (0, 2**63 - 1, True), "steps": (0, 500, True), "cfg": (0.0, 30.0, False), "min_cfg": (0.0, 30.0, False)}
+       for node in ("SV4D_SampleAnchors", "SV4D_SampleDense", "SV4D_SampleVideo")},
+    "SV4D_AssembleGrid": {"fps": (0.1, 120.0, False), "grid_cell_size": (0, 2048, True)},
+    "SV4D_FitNeRF": {"nerf_seed": (0, 2**31 - 1, True), "mask_threshold": (0.5, 1.0, False)},
+    "SV4D_RenderTurntable": {"frames": (0, 1000, True), "size": (0, 2048, True), "fps": (0.1, 120.0, False)},
+    "SV4D_ExportAsset": {"mesh_resolution": (0, 512, True), "mesh_threshold": (0.0, 1000.0, False), "fps": (0.1, 120.0, False)},
+}
+
+
+def _node_widget_cases() -> list:
+    cases = []
+    for node, widgets in NODE_WIDGETS.items():
+        for widget, (lo, hi, integer) in widgets.items():
+            below, above = (lo - 1, hi + 1) if integer else (lo - 0.5, hi * 2 + 1)
+            values = [NAN, INF, -INF, below, above, True] + ([2.5, "3"] if integer else ["0.5"])
+            cases += [(f"{node}.{widget}={v!r}", node, widget, v) for v in values]
+    return cases
+
+
+NODE_CASES = _node_widget_cases()
+
+
+@pytest.fixture(scope="module")
+def node_classes():
+    from comfyui_env import comfy_in_process, pack_module
+
+    comfy_in_process()
+    return {cls.define_schema().node_id: cls for cls in pack_module("nodes").load_node_classes()}
+
+
+def test_node_widget_table_is_complete(node_classes):
+    from comfyui_env import pack_module
+
+    io = pack_module("nodes.compat").io
+    found = {}
+    for node_id, cls in node_classes.items():
+        widgets = {i.id: (i.min, i.max, isinstance(i, io.Int.Input)) for i in cls.define_schema().inputs
+                   if isinstance(i, (io.Int.Input, io.Float.Input))}
+        if widgets:
+            found[node_id] = widgets
+    assert found == NODE_WIDGETS
+
+
+@pytest.mark.parametrize("name,node,widget,value", NODE_CASES, ids=[c[0] for c in NODE_CASES])
+def test_node_widget_is_refused_before_the_node_runs(node_classes, name, node, widget, value):
+    import folder_paths
+
+    outputs = [Path(folder_paths.get_output_directory()), Path(folder_paths.get_temp_directory())]
+    before = [_snapshot(p) if p.is_dir() else None for p in outputs]
+    with pytest.raises((ValueError, TypeError)) as info:
+        node_classes[node].execute(**{widget: value})
+    text = str(info.value)
+    assert f": {widget}={value!r} must be" in text and node_classes[node].define_schema().display_name in text, text
+    assert [_snapshot(p) if p.is_dir() else None for p in outputs] == before
+
+
+# ---- every resume path: a file of another run or a damaged one is refused naming it, and nothing is changed ----------
+def _sampled(ctx, folder: Path, seed: int = 0, video=None) -> Path:
+    ctx["pipe"].configure(seed=seed).run(ctx["video"] if video is None else video, work_dir=folder)
+    return folder
+
+
+def _resume_other_seed(ctx, tmp):
+    _sampled(ctx, tmp / "one", seed=1)
+    shutil.copy(tmp / "one" / "pass_000.pt", _sampled(ctx, tmp / "zero") / "pass_000.pt")
+    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=tmp / "zero")
+
+
+def _resume_other_video(ctx, tmp):
+    _sampled(ctx, tmp / "other", video=ctx["video"].flip(1))
+    shutil.copy(tmp / "other" / "pass_000.pt", _sampled(ctx, tmp / "mine") / "pass_000.pt")
+    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=tmp / "mine")
+
+
+def _resume_unrecorded(ctx, tmp):
+    folder = _sampled(ctx, tmp / "w")
+    record = torch.load(folder / "pass_000.pt", weights_only=True)
+    record.pop("run")
+    torch.save(record, folder / "pass_000.pt")  # as an older version wrote it
+    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=folder)
+
+
+def _resume_damaged_pass(ctx, tmp):
+    folder = _sampled(ctx, tmp / "w")
+    truncate(folder / "pass_000.pt", 0.4)
+    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=folder)
+
+
+def _resume_damaged_inputs(ctx, tmp):
+    folder = _sampled(ctx, tmp / "w")
+    truncate(folder / "inputs.pt", 0.4)
+    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=folder)
+
+
+def _resume_damaged_manifest(ctx, tmp):
+    folder = _sampled(ctx, tmp / "w")
+    truncate(folder / "manifest.json", 0.5)
+    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=folder)
+
+
+def _resume_changed_steps(ctx, tmp):
+    folder = _sampled(ctx, tmp / "w")
+    return lambda: ctx["pipe"].configure(seed=0, num_steps=3).run(ctx["video"], work_dir=folder)
+
+
+def _node_store(ctx, tmp):
+    from sv4d_models.pipeline.store import PassStore
+
+    PassStore(tmp / "node", run={"kind": "sv4d", "seed": 0, "steps": 2}).save_pass(0, torch.zeros(1, 3, 2, 2), [(0, 1)], 0)
+    return lambda: PassStore(tmp / "node", run={"kind": "sv4d", "seed": 0, "steps": 20}).load_pass(0)
+
+
+def _trainer_state(tmp, **changes):
+    from train.config import TrainConfig
+
+    folder = tmp / "run" / "checkpoint-1"
+    folder.mkdir(parents=True)
+    state = {"step": 1, "identity": TrainConfig().identity(), "dataset": "abc123"}
+    (folder / "trainer_state.json").write_text(json.dumps({**state, **changes}))
+    return folder
+
+
+def _trainer_other_seed(ctx, tmp):
+    from train.checkpointing import check_resumable
+
+    folder = _trainer_state(tmp)
+    return lambda: check_resumable(folder, _train_cfg("run.seed=1").identity(), "abc123", allow_changes=False)
+
+
+def _trainer_other_lr(ctx, tmp):
+    from train.checkpointing import check_resumable
+
+    folder = _trainer_state(tmp)
+    return lambda: check_resumable(folder, _train_cfg("optim.lr=2e-5").identity(), "abc123", allow_changes=False)
+
+
+def _trainer_other_data(ctx, tmp):
+    from train.checkpointing import check_resumable
+
+    folder = _trainer_state(tmp)
+    return lambda: check_resumable(folder, _train_cfg().identity(), "def456", allow_changes=False)
+
+
+def _trainer_unrecorded(ctx, tmp):
+    from train.checkpointing import check_resumable
+
+    folder = _trainer_state(tmp)
+    state = json.loads((folder / "trainer_state.json").read_text())
+    state.pop("identity")
+    (folder / "trainer_state.json").write_text(json.dumps(state))
+    return lambda: check_resumable(folder, _train_cfg().identity(), "abc123", allow_changes=False)
+
+
+def _trainer_damaged(ctx, tmp):
+    from train.checkpointing import check_resumable
+
+    folder = _trainer_state(tmp)
+    truncate(folder / "trainer_state.json", 0.5)
+    return lambda: check_resumable(folder, _train_cfg().identity(), "abc123", allow_changes=False)
+
+
+def _job_other_seed(ctx, tmp):
+    from sv4d_models.job import JobSettings, run_job
+
+    settings = dict(video=str(ctx["dir"] / "clip.gif"), out=str(tmp / "job"), sv4d=str(ctx["files"]["sv4d2"]),
+                    image_size=SIZE, steps=2, skip_nerf=True)
+    run_job(JobSettings(**settings))
+    return lambda: run_job(JobSettings(**{**settings, "seed": 5, "resume": True}))
+
+
+RESUME_CASES = [
+    ("pass of a seed-1 run in a seed-0 work dir", _resume_other_seed, r"w?zero/pass_000.pt was made by another run \(config.sampling.seed: 1 \(recorded\) vs 0 \(now\)\); it is not reused: rerun with --overwrite"),
+    ("pass of another video", _resume_other_video, r"mine/pass_000.pt was made by another run \(inputs.*\(recorded\) vs .*\(now\)"),
+    ("pass without a run record", _resume_unrecorded, r"pass_000.pt was not written by this run \(it records no run settings"),
+    ("damaged pass file", _resume_damaged_pass, r"pass_000.pt \(a sampling work file\) is damaged and cannot be read"),
+    ("damaged inputs file", _resume_damaged_inputs, r"inputs.pt \(a sampling work file\) is damaged and cannot be read"),
+    ("damaged manifest", _resume_damaged_manifest, r"manifest.json \(the work dir's manifest\) is damaged"),
+    ("other steps in the work dir", _resume_changed_steps, r"holds a run with a different setup \(sampling.num_steps: 2 in the work dir vs 3 now; sampling.sv3d_num_steps"),
+    ("node store of other widgets", _node_store, r"node/pass_000.pt was made by another run \(steps: 2 \(recorded\) vs 20 \(now\)\)"),
+    ("trainer checkpoint under run.seed=1", _trainer_other_seed, r"checkpoint-1 was trained with other settings \(run.seed: 0 \(recorded\) vs 1 \(now\)\).*run.resume=none.*resume_with_changes"),
+    ("trainer checkpoint under another lr", _trainer_other_lr, r"checkpoint-1 was trained with other settings \(optim.lr: 1e-05 \(recorded\) vs 2e-05 \(now\)\)"),
+    ("trainer checkpoint of other data", _trainer_other_data, r"checkpoint-1 was trained with other settings \(dataset: abc123 \(recorded\) vs def456 \(now\)"),
+    ("trainer checkpoint without settings", _trainer_unrecorded, r"checkpoint-1 was trained with other settings \(the checkpoint records no settings"),
+    ("damaged trainer state", _trainer_damaged, r"checkpoint-1/trainer_state.json \(a training checkpoint's state\) is damaged"),
+    ("job resumed with another seed", _job_other_seed, r"holds a run with a different setup \(sampling.seed: 23 in the work dir vs 5 now\)"),
+]
+
+
+@pytest.mark.parametrize("name,setup,pattern", RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
+def test_resume_refuses_files_of_another_run(ctx, tmp_path, name, setup, pattern):
+    call = setup(ctx, tmp_path)
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match=pattern):
+        call()
+    assert _snapshot(tmp_path) == before, "a refused resume wrote or changed files"
+
+
+def test_resume_with_changes_is_a_deliberate_switch(tmp_path):
+    from train.checkpointing import check_resumable
+
+    folder = _trainer_state(tmp_path)
+    changed = check_resumable(folder, _train_cfg("run.seed=1").identity(), "abc123", allow_changes=True)
+    assert changed == ["run.seed: 0 (recorded) vs 1 (now)"]
+    assert check_resumable(folder, _train_cfg("run.max_steps=5").identity(), "abc123", allow_changes=False) == []
 
 
 def _snapshot(folder: Path) -> dict:
@@ -226,7 +713,11 @@ def _snapshot(folder: Path) -> dict:
 
 
 def test_the_catalogue_is_large_enough():
-    assert len(CASES) >= 80 and len({c[0] for c in CASES}) == len(CASES)
+    sections = {"library": CASES, "cli": CLI_CASES, "trainer": TRAIN_CASES, "nodes": NODE_CASES, "resume": RESUME_CASES}
+    names = {key: [c.values[0] if hasattr(c, "marks") else c[0] for c in cases] for key, cases in sections.items()}
+    assert all(len(set(n)) == len(n) for n in names.values())
+    assert len(CASES) >= 180 and len(CLI_CASES) >= 100 and len(RESUME_CASES) >= 14
+    assert sum(len(n) for n in names.values()) >= 200
 
 
 @pytest.mark.parametrize("name,call,exc,pattern", CASES, ids=[c[0] for c in CASES])

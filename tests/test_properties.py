@@ -87,3 +87,78 @@ def test_train_overrides_parse_and_land_in_their_group(pairs):
         group, name = key.split(".") if "." in key else ({"max_steps": "run", "seed": "run"}[key], key)
         assert getattr(getattr(cfg, group), name) == value or \
             any(k != key and k.endswith(name) for k in last)
+
+
+# ---- every settings class, arbitrary numbers (NaN and infinities included) -------------------------------------------
+def _settings_classes() -> dict:
+    """name -> (build(field, value), the dataclass whose numeric fields are fed)."""
+    from nodes.runs import SamplingWidgets
+    from sv4d_models.export.mesh import MeshConfig
+    from sv4d_models.job import JobSettings
+    from sv4d_models.nerf.fit_config import (DeformationConfig, FieldConfig, HashGridConfig, LossConfig,
+                                             NeRFFitConfig, OccupancyConfig, tiny_preset)
+    from sv4d_models.nerf.guard import GuardConfig
+    from sv4d_models.pipeline.config import FramingConfig, PlacementConfig, SamplingConfig
+    from sv4d_models.reconstruction import ExportSettings
+    from train.config import DataConfig, DiffusionConfig, OptimConfig, RunConfig
+
+    def direct(cls):
+        return lambda field, value: cls(**{field: value}), cls
+
+    out = {cls.__name__: direct(cls) for cls in (MeshConfig, ExportSettings, HashGridConfig, DeformationConfig,
+                                                  FieldConfig, LossConfig, OccupancyConfig, GuardConfig, DataConfig,
+                                                  OptimConfig, DiffusionConfig, RunConfig, SamplingWidgets)}
+    for group in (SamplingConfig, FramingConfig, PlacementConfig):  # through the flat keys users pass
+        out[f"PipelineConfig.{group.__name__}"] = (lambda field, value: PipelineConfig.from_dict({field: value}), group)
+    out["JobSettings"] = (lambda field, value: JobSettings(video="v.mp4", out="o", **{field: value}), JobSettings)
+    out["NeRFFitConfig"] = (lambda field, value: tiny_preset(**{field: value}), NeRFFitConfig)
+    return out
+
+
+SETTINGS = _settings_classes()
+NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70), st.booleans(),
+                    st.sampled_from([0, -1, 10**12, 1e30, -1e30, float("nan"), float("inf"), -float("inf")]))
+
+
+def _numeric_fields(cls) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls) if any(t in str(f.type) for t in ("int", "float"))
+            and "Tensor" not in str(f.type) and "tuple[int" not in str(f.type)]
+
+
+def _value_of(obj, field: str):
+    for holder in (obj, *(getattr(obj, g, None) for g in ("sampling", "framing", "placement"))):
+        if holder is not None and hasattr(holder, field):
+            return getattr(holder, field)
+    raise AssertionError(f"{field} not found on {type(obj).__name__}")
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_every_settings_class_takes_finite_numbers_or_names_the_field(name, data):
+    """Accepted: the stored value is a finite number (an int for int fields, never a bool). Refused: ValueError or
+    TypeError whose message names the field. Nothing else (no OverflowError, no IndexError, no NaN stored)."""
+    import math
+
+    build, cls = SETTINGS[name]
+    field = data.draw(st.sampled_from(_numeric_fields(cls)), label="field")
+    value = data.draw(NUMBERS, label="value")
+    try:
+        obj = build(field, value)
+    except (ValueError, TypeError) as exc:
+        assert field in str(exc), str(exc)
+        return
+    got = _value_of(obj, field)
+    items = got if isinstance(got, tuple) else (got,)
+    for item in items:
+        if item is None:
+            continue
+        assert not isinstance(item, bool) and math.isfinite(item), (field, value, got)
+        if "int" in str(cls.__dataclass_fields__[field].type) and "float" not in str(cls.__dataclass_fields__[field].type):
+            assert isinstance(item, int), (field, value, got)
+
+
+def test_the_settings_table_covers_every_settings_class():
+    assert len(SETTINGS) == 18 and all(_numeric_fields(cls) for _, cls in SETTINGS.values())

@@ -311,3 +311,23 @@ def test_rerun_at_max_steps_reports_the_saved_loss_and_exports(assets, tmp_path)
     first = run(tiny_cfg(assets, tmp_path / "r", "run.max_steps=1"))
     again = run(tiny_cfg(assets, tmp_path / "r", "run.max_steps=1"))  # resumes at max_steps: no step, export only
     assert again["step"] == 1 and again["loss"] == pytest.approx(first["loss"]) and Path(again["export"]).is_file()
+
+
+def test_resume_under_other_settings_is_refused_before_anything_changes(assets, tmp_path):
+    """A seed-0 checkpoint-1 under run.seed=1 (or another lr) is an error naming the checkpoint and the setting;
+    run.resume_with_changes=true continues deliberately; a damaged checkpoint is named."""
+    out = tmp_path / "r"
+    run(tiny_cfg(assets, out, "run.max_steps=1"))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    with pytest.raises(ValueError, match=r"checkpoint-1 was trained with other settings \(run.seed: 0 \(recorded\) vs "
+                                         r"1 \(now\)\)"):
+        run(tiny_cfg(assets, out, "run.max_steps=2", "run.seed=1"))
+    with pytest.raises(ValueError, match=r"optim.lr: 0.0003 \(recorded\) vs 2e-05 \(now\)"):
+        run(tiny_cfg(assets, out, "run.max_steps=2", "optim.lr=2e-5"))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    (out / "checkpoint-1" / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(ValueError, match=r"checkpoint-1 is damaged and cannot be loaded .*delete that checkpoint"):
+        run(tiny_cfg(assets, out, "run.max_steps=2"))
+    assert run(tiny_cfg(assets, tmp_path / "s", "run.max_steps=1"))["step"] == 1
+    assert run(tiny_cfg(assets, tmp_path / "s", "run.max_steps=2", "run.seed=1",
+                        "run.resume_with_changes=true"))["step"] == 2

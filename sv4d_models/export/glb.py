@@ -29,6 +29,7 @@ import numpy as np
 
 from ..files import atomic_write_bytes, json_text
 from ..images import to_uint8
+from ..validate import check_finite_array
 from .mesh import MeshSequence
 
 _FLOAT, _UBYTE, _UINT = 5126, 5121, 5125
@@ -178,6 +179,8 @@ def build_morph_glb(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray 
     faces = np.asarray(faces)
     n = vertices.shape[0]
     times = np.linspace(0.0, 1.0, n) if times is None else np.asarray(times, dtype=np.float64)
+    check_finite_array(vertices, "morph GLB vertices")
+    check_finite_array(times, "morph GLB times")
     b = _Builder(unlit)
     mesh = b.mesh(vertices[0], faces, colors, "morph_mesh")
     if mesh is None:

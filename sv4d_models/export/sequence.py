@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write_bytes, atomic_write_text, json_text, prepare_folder
+from ..validate import check_finite_array
 from .mesh import MeshSequence
 
 FORMATS = ("obj", "ply")
@@ -29,6 +30,7 @@ def _axes(vertices: np.ndarray, up_axis: str) -> np.ndarray:
 
 def obj_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None) -> bytes:
     """Wavefront OBJ text for ``vertices [V, 3]``, ``faces [F, 3]`` (0-based) and ``colors [V, 3]`` uint8."""
+    check_finite_array(vertices, "OBJ vertices")
     buf = io.StringIO()
     buf.write("# ComfyUI-SV4D mesh frame\n")
     if colors is None:
@@ -41,6 +43,7 @@ def obj_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None
 
 def ply_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None) -> bytes:
     """Binary little-endian PLY for ``vertices [V, 3]``, ``faces [F, 3]`` and ``colors [V, 3]`` uint8."""
+    check_finite_array(vertices, "PLY vertices")
     vfields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
     if colors is not None:
         vfields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]

@@ -274,7 +274,8 @@ class RunRecord:
             _check_same(store.folder, old, fresh)
             fresh["done"], fresh["seed_overrides"] = old["done"], old["seed_overrides"]
         record = cls(store, fresh)
-        store.write_manifest(fresh)
+        if fresh != old:  # a resume of the same run changes nothing (a refused pass leaves the folder as it was)
+            store.write_manifest(fresh)
         return record
 
     def done(self, index: int) -> bool:

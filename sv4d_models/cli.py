@@ -1,4 +1,4 @@
-"""``sv4d`` (same as ``python -m sv4d_models``): the main job on a video, or on the embedded demo.
+"""The ``sv4d`` command (same as ``python -m sv4d_models``): the main job on a video, or on the embedded demo.
 
     sv4d demo [--fast] [--out sv4d_demo]           bundled sample video + bundled demo model, CPU, minutes
     sv4d run VIDEO --out DIR [--sv4d PATH --sv3d PATH] [--model demo] [--resume | --overwrite] ...
@@ -14,7 +14,9 @@ import argparse
 import json
 import re
 import sys
+from pathlib import Path
 
+from . import cli_text
 from .kinds import FOUR_D_KINDS, IMAGE_SIZE, OFFICIAL_VIDEO_FRAMES, ORBIT_KINDS, kind_list, kind_values
 from .console import ConsoleReporter
 from .images import FOREGROUND_THRESHOLD
@@ -31,7 +33,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sv3d", default=None, help=f"SV3D checkpoint for sv4d's reference orbit ({kind_list(ORBIT_KINDS)}); "
                    "default: its official file name in $SV4D_MODELS or ./checkpoints")
     g.add_argument("--model", choices=("official", "demo"), default="official",
-                   help="demo: the bundled 64 px demo model instead of official weights")
+                   help="demo: the bundled demo model instead of official weights (it runs at 64 px with its own "
+                        "steps and guidance; it knows only its synthetic toy scenes)")
     g.add_argument("--model-kind", choices=FOUR_D_KINDS, default=None,
                    help="the model kind (default: from the file: our metadata, the official file name, the weights; "
                         "sv4d2 and sv4d2_8views files have identical weights layouts)")
@@ -65,6 +68,13 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     g.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(p)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $SV4D_THREADS, else the physical cores this process may use; fewer "
+                        "keep a shared machine from stalling)")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -76,33 +86,67 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     fmt = _DefaultsFormatter
-    p = OneLineParser(prog="sv4d", description=__doc__.split("\n\n")[0], formatter_class=fmt)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt)
+    p = OneLineParser(prog="sv4d", description=cli_text.DESCRIPTION, epilog=cli_text.TOP_EPILOG, formatter_class=fmt)
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="cmd", metavar="{run,demo}")
+    r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt,
+                       description=cli_text.RUN_DESCRIPTION, epilog=cli_text.RUN_EPILOG)
     r.add_argument("video", help="video / gif / image folder of the object")
     r.add_argument("--out", required=True, help="output folder (required; no default)")
     r.add_argument("--fast", action="store_true", help=f"short settings: the {FAST_PRESET} fit preset, {FAST_FIT_STEPS} "
                    "fit steps, its small exports (with --model demo: the demo's --fast); explicit options still win")
     _add_job_options(r)
     d = sub.add_parser("demo", help="the whole job on the bundled sample video with the bundled demo model",
-                       formatter_class=fmt)
+                       formatter_class=fmt, description=cli_text.DEMO_DESCRIPTION, epilog=cli_text.DEMO_EPILOG)
     d.add_argument("--out", default="sv4d_demo", help="output folder")
-    d.add_argument("--fast", action="store_true", help="the demo's short settings (under 2 minutes on 2 CPU cores)")
+    d.add_argument("--fast", action="store_true", help="the demo's short settings (about 30 s on 2 CPU cores)")
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     d.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(d)
     return p
+
+
+def _version() -> str:
+    """``sv4d X (torch Y, python Z)`` from the installed distributions' metadata (torch is not imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str, missing: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return missing
+
+    return (f"sv4d {installed('comfyui-sv4d', '0+checkout')} (torch {installed('torch', 'not installed')}, "
+            f"python {platform.python_version()})")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace | None:
+    """Parsed arguments; None after printing the short help (no command). Unknown options are reported by the
+    subcommand's parser (``sv4d demo: error: ...``), not the top-level one."""
+    p = parser()
+    a, extra = p.parse_known_args(argv)
+    if a.cmd is None:
+        p.print_help()
+        return None
+    if extra:
+        sub = next(action for action in p._actions if isinstance(action, argparse._SubParsersAction))
+        sub.choices[a.cmd].error(f"unrecognized arguments: {' '.join(extra)}")
+    return a
 
 
 def _run(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
     from .job import JobSettings, run_job
 
     if a.model == "demo":
-        from .demo import DEMO_REFUSES, demo_settings
+        from .demo import DEMO_INPUT, DEMO_REFUSES, demo_settings
 
         defaults = vars(parser().parse_args(["run", a.video, "--out", a.out]))
         given = {k: v for k, v in vars(a).items() if k not in DEMO_REFUSES or v != defaults[k]}
         settings = demo_settings(out=a.out, video=a.video, fast=a.fast, overrides=given)  # refuses what it cannot do
+        if Path(a.video).resolve() != DEMO_INPUT.resolve():
+            print(cli_text.DEMO_ON_OTHER_INPUT, file=sys.stderr)
     else:
         import torch
 
@@ -128,7 +172,7 @@ def _demo(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
 
 def _one_line(exc: BaseException) -> str:
     """The message on one line, settings named as the options that set them (``steps=0`` -> ``--steps 0``)."""
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split()).replace(" (overwrite=True)", "").replace("overwrite=True", "--overwrite")
     return _OPTION.sub(lambda m: f"--{m.group(1).replace('_', '-')} ", text)
 
 
@@ -142,9 +186,27 @@ def main(argv: list[str] | None = None) -> int:
     from .reconstruction import EmptyReconstructionError
     from .stopping import JobInterrupted
 
-    a = parser().parse_args(argv)
+    from .threads import apply_threads, quiet_waiting, resolve_threads
+
+    quiet_waiting()  # before torch is first imported in this process (the console script); see sv4d_models.threads
+    a = _parse(argv)
+    if a is None:
+        return 0
+    from .environment import torch_pair_problem
+
+    problem = torch_pair_problem()
+    if problem:
+        print(f"sv4d: error: {problem}", file=sys.stderr)
+        return 2
+    import torch
+
     progress = ConsoleReporter(quiet=getattr(a, "quiet", False))
+    previous = torch.get_num_threads()  # restored at the end: main() may run inside another program (the tests)
     try:
+        threads, source = resolve_threads(a.threads)
+        apply_threads(threads)
+        if not a.quiet:
+            print(f"sv4d: {threads} CPU threads ({source}; --threads N or SV4D_THREADS to change)", flush=True)
         manifest = _demo(a, progress) if a.cmd == "demo" else _run(a, progress)
     except (FitDivergedError, EmptyReconstructionError) as exc:
         progress.close()
@@ -159,14 +221,17 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
         print(f"sv4d: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(previous)
     progress.close()
     if not getattr(a, "quiet", False):
         print(json.dumps({k: manifest[k] for k in ("outputs", "timings_s") if k in manifest}, indent=1))
     return 0
 
 
-class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends ``(default: X)`` only where the help text does not already say what the default is."""
+class _DefaultsFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where the help text does not already say what the default is; descriptions and
+    epilogs (examples, exit codes, the output tree) are printed as written."""
 
     def _get_help_string(self, action):
         text = action.help or ""

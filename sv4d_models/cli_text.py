@@ -1,0 +1,55 @@
+"""The ``sv4d`` command's help texts: descriptions, examples, exit codes and the output tree (kept apart from the
+parser so that ``cli.py`` reads as code)."""
+from __future__ import annotations
+
+from textwrap import fill
+
+DESCRIPTION = fill("sv4d (same as python -m sv4d_models): one video of an object -> SV4D views of it from every side at "
+               "every frame -> a 4D asset (turntable video, animated GLB, per-frame meshes, cameras).")
+
+EXIT_CODES = """exit codes:
+  0    done (or: --resume found this run already finished; nothing changed)
+  2    bad input: a path, value, file or folder; one line on stderr, nothing written
+  3    the job ran but failed (the 4D fit diverged or came out empty): one line, what was kept
+  130  interrupted (Ctrl-C): finished work is kept, --resume continues"""
+
+TOP_EPILOG = f"""examples:
+  sv4d demo --fast                          the whole job on the bundled clip and demo model (CPU, ~30 s)
+  sv4d run cat.mp4 --out runs/cat           your video with Stability's official weights (GPU recommended)
+  sv4d run cat.mp4 --out runs/cat --resume  continue an interrupted run
+
+{EXIT_CODES}"""
+
+RUN_DESCRIPTION = fill("Run the whole job on VIDEO: SV3D orbit of frame 0 (sv4d only), SV4D anchor and dense sampling, "
+                   "per-view videos and the grid, the 4D fit and its exports. The 4D model file is found by its "
+                   "official name in $SV4D_MODELS or ./checkpoints unless --sv4d names it.")
+
+RUN_EPILOG = f"""examples:
+  sv4d run cat.mp4 --out runs/cat
+  sv4d run cat.mp4 --out runs/cat --sv4d sv4d.safetensors --sv3d sv3d_u.safetensors --preset cpu
+  sv4d run cat.mp4 --out runs/quick --model demo --fast     (the 64 px demo model: toy scenes only)
+
+output (in --out):
+  manifest.json       input hash, model files + sha256, seeds, every setting, timings, quality
+  job.json            the options the run was started with (--resume checks them)
+  grid.png            the views x frames matrix
+  videos/v000.mp4     one video per view (v000 = the input view)
+  sampling/           the resumable sampling work dir (one file per finished pass)
+  reconstruction/     turntable.mp4, animated.glb, meshes/, cameras/transforms.json, metrics.json, nerf/
+
+{EXIT_CODES}"""
+
+DEMO_DESCRIPTION = fill("The whole job on the bundled sample clip (a synthetic toy scene) with the bundled 64 px demo "
+                    "model: no downloads, CPU only. It also compares the generated views with the scene's true views "
+                    "and reports the reconstruction's PSNR on held-out views and frames.")
+
+DEMO_EPILOG = f"""examples:
+  sv4d demo --fast            ~30 s on 2 CPU cores (tiny fit preset, small exports)
+  sv4d demo                   ~3 minutes on 2 CPU cores (the cpu fit preset)
+  sv4d demo --out d --resume  continue an interrupted demo
+
+{EXIT_CODES}"""
+
+DEMO_ON_OTHER_INPUT = ("sv4d: note: the demo model knows only the synthetic toy scenes it was trained on (capsule, "
+                       "ring, ball): on your video it paints those. For real objects use Stability's official "
+                       "weights (README, 'Official checkpoints').")

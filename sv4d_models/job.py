@@ -34,9 +34,10 @@ from .files import atomic_write_bytes, atomic_write_json, read_json
 from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, IMAGE_SIZE, KINDS, ORBIT_KINDS
 from .images import FOREGROUND_THRESHOLD
 from .presets import PRESETS
+from .job_record import check_resume, write_job_record
 from .validate import ANGLES, bounds, check_device, check_fields
 
-JOB_OUTPUTS = ("manifest.json", "grid.png", "videos", "sampling", "reconstruction")
+JOB_OUTPUTS = ("manifest.json", "job.json", "grid.png", "videos", "sampling", "reconstruction")
 Reporter = Callable[[dict], None]
 
 
@@ -154,6 +155,7 @@ def prepare_output(settings: JobSettings) -> Path:
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    write_job_record(out, settings)
     return out
 
 
@@ -291,6 +293,11 @@ def run_job(settings: JobSettings, report: Reporter = lambda info: None,
     ``"quality"`` entry (the demo compares with the ground truth). Returns the manifest (also ``out/manifest.json``)."""
     timings, started = {}, time.perf_counter()
     check_output(settings)  # everything cheap first; nothing is written until all of it passed
+    finished = check_resume(settings)  # --resume of another job: error in the CLI's words; of this one, finished: done
+    if finished is not None:
+        report(events.summary("done", f"--out {settings.out} holds this run, finished: nothing to do, nothing was "
+                                      "changed (--overwrite redoes it)"))
+        return finished
     if not Path(settings.video).exists():
         raise FileNotFoundError(f"video {settings.video} does not exist; check the path")
     kind, files, kinds_record = _find_models(settings, report)

@@ -17,17 +17,39 @@ REPO = Path(__file__).resolve().parents[1]
 PACK = "sv4d_pack"  # the name the pack is imported under in tests (ComfyUI uses the folder name)
 
 
+LOCAL = REPO / ".comfyui" / "ComfyUI"  # where the tests install ComfyUI when COMFYUI_PATH is unset (git-ignored)
+SNAPSHOT = REPO.parent / "shared" / "comfyui" / "install.sh"
+
+
 def comfyui_path() -> Path:
-    """The ComfyUI checkout, or skip (fail under CI) when ``COMFYUI_PATH`` is unset."""
-    path = os.environ.get("COMFYUI_PATH")
+    """The ComfyUI checkout: ``$COMFYUI_PATH``, else ``.comfyui/ComfyUI`` in the repository, else the shared snapshot
+    installed there now (once; its requirements go into this venv). Without any of them: skip (fail under CI)."""
+    path = os.environ.get("COMFYUI_PATH") or _local_comfyui()
     if not path:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("COMFYUI_PATH is unset under CI; .ci/run installs ComfyUI and must export it")
-        pytest.skip("COMFYUI_PATH is unset (bash ../shared/comfyui/install.sh .comfyui; export COMFYUI_PATH=...)")
+        pytest.skip(f"no ComfyUI: set COMFYUI_PATH to a ComfyUI checkout (git clone "
+                    f"https://github.com/comfyanonymous/ComfyUI && pip install -r ComfyUI/requirements.txt), or put "
+                    f"one at {LOCAL}")
+    os.environ["COMFYUI_PATH"] = str(path)  # the server tests start ComfyUI in a subprocess
     root = Path(path)
     if not (root / "main.py").is_file():
         pytest.fail(f"COMFYUI_PATH={path} holds no ComfyUI checkout (main.py missing)")
     return root
+
+
+def _local_comfyui() -> str | None:
+    if (LOCAL / "main.py").is_file():
+        return str(LOCAL)
+    if not SNAPSHOT.is_file():
+        return None
+    import subprocess
+
+    done = subprocess.run(["bash", str(SNAPSHOT), str(LOCAL.parent)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable}, timeout=1800)
+    if done.returncode != 0 or not (LOCAL / "main.py").is_file():
+        pytest.fail(f"installing ComfyUI from {SNAPSHOT} failed: {done.stderr[-1000:]}")
+    return str(LOCAL)
 
 
 def load_pack():

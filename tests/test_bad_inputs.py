@@ -424,7 +424,6 @@ def _cli_cases() -> list:
         ("demo --model-kind", ["--model", "demo", "--model-kind", "sv4d2"], r"--model-kind sv4d2 cannot be used with --model demo"),
         ("demo --sv3d", ["--model", "demo", "--sv3d", "x.safetensors"], r"--sv3d x.safetensors cannot be used with --model demo"),
         ("demo --elevation nan", ["--model", "demo", "--elevation", "nan"], r"--elevation nan must be a finite number"),
-        ("no command", None, r"sv4d: error: the following arguments are required: cmd \(see sv4d --help\)"),
         ("demo unknown option", ["demo", "--foo"], r"unrecognized arguments: --foo"),
         ("run without --out", ["run", "{video}"], r"the following arguments are required: --out"),
     ]
@@ -433,10 +432,8 @@ def _cli_cases() -> list:
 CLI_CASES = _cli_cases()
 
 
-def _argv(ctx, extra: list | None, out: Path) -> list[str]:
+def _argv(ctx, extra: list, out: Path) -> list[str]:
     values = {"dir": str(ctx["dir"]), "video": str(ctx["dir"] / "clip.gif")}
-    if extra is None:
-        return []
     if extra[:1] in (["demo"], ["run"]):
         return [a.format(**values) for a in extra]
     video = next((a for a in extra if a.startswith("{dir}/") and not a.endswith(".safetensors")
@@ -686,7 +683,7 @@ RESUME_CASES = [
     ("trainer checkpoint of other data", _trainer_other_data, r"checkpoint-1 was trained with other settings \(dataset: abc123 \(recorded\) vs def456 \(now\)"),
     ("trainer checkpoint without settings", _trainer_unrecorded, r"checkpoint-1 was trained with other settings \(the checkpoint records no settings"),
     ("damaged trainer state", _trainer_damaged, r"checkpoint-1/trainer_state.json \(a training checkpoint's state\) is damaged"),
-    ("job resumed with another seed", _job_other_seed, r"holds a run with a different setup \(sampling.seed: 23 in the work dir vs 5 now\)"),
+    ("job resumed with another seed", _job_other_seed, r"--resume: --out .*job was started with other options \(--seed 23 \(recorded\) vs 5 \(now\)\); rerun with the recorded options"),
 ]
 
 

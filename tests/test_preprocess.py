@@ -9,11 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED, require_shared
 from sv4d_models.preprocess import (Preprocessed, _preprocess, load_frames, pingpong_pad, preprocess_frames,
                                     validate_frames)
 
-DATA = SHARED / "data"
+DATA = Path(__file__).resolve().parent / "data" / "samples"  # copies of ../shared/data (PROVENANCE.md)
 RED = (0.8, 0.1, 0.1)
 
 
@@ -43,7 +42,7 @@ def no_mp4(frames: torch.Tensor, official: bool, size: int = 64, ratio: float = 
 # ----------------------------------------------------------------------------------------------------- loading
 @pytest.mark.parametrize("name,channels", [("test_video1.mp4", 3), ("robot.gif", 4), ("gear.gif", 4)])
 def test_load_sample_files(name, channels):
-    path = require_shared(DATA / name)
+    path = (DATA / name)
     frames = load_frames(path, max_frames=21)
     assert frames.shape == (21, 576, 576, channels) and frames.dtype == torch.float32
     assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0 and float(frames.std()) > 0.05
@@ -52,7 +51,7 @@ def test_load_sample_files(name, channels):
 
 
 def test_load_gif_frames_are_rgba_like_official():
-    path = require_shared(DATA / "robot.gif")
+    path = (DATA / "robot.gif")
     with Image.open(path) as im:
         im.seek(2)
         expected = np.asarray(im.convert("RGBA")).astype(np.float32) / 255
@@ -118,7 +117,7 @@ def test_load_path_errors(tmp_path):
 
 
 def test_load_video_pyav_fallback(monkeypatch):
-    path = require_shared(DATA / "test_video1.mp4")
+    path = (DATA / "test_video1.mp4")
     pytest.importorskip("av")
     reference = load_frames(path, max_frames=2)
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # imageio-ffmpeg missing -> PyAV
@@ -252,7 +251,7 @@ def test_official_mode_with_mp4_roundtrip():
 
 
 def test_preprocess_sample_video_modes_agree():
-    path = require_shared(DATA / "test_video1.mp4")
+    path = (DATA / "test_video1.mp4")
     frames = load_frames(path, max_frames=2)
     d, o = no_mp4(frames, False, size=128), no_mp4(frames, True, size=128)
     assert d.crop == o.crop and d.side == o.side

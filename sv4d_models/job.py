@@ -280,7 +280,8 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
     if "held_out_view" in m:
         text += f", {m['held_out_view']['psnr']:.2f} dB held-out view, {m['held_out_frame']['psnr']:.2f} dB held-out frame"
     report(events.summary("reconstruction",
-                          f"{text}; {len(paths['mesh_vertices'])} meshes -> {out / 'reconstruction'}"))
+                          f"{text}; {len(paths['mesh_vertices'])} meshes ({sum(paths['mesh_vertices_removed'])} "
+                          f"floater vertices removed) -> {out / 'reconstruction'}"))
     return {"metrics": m, "nerf_config": config.to_dict(), "export": dataclasses.asdict(export),
             "outputs": {k: [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
                         for k, v in paths.items() if k in ("turntable", "glb", "meshes", "transforms")}}

@@ -154,6 +154,20 @@ def _meshes(fit, t_list, resolution: int, level: float, progress):
     return seq
 
 
+def _keep_foreground(seq, masks: torch.Tensor | None, cameras: Cameras):
+    """The meshes without the components the frame's masks do not support (floaters; ``export.mesh_filter``), and
+    the vertices removed per frame. Without masks (one per mesh frame) the meshes are kept as they are."""
+    from .export.mesh import MeshSequence
+    from .export.mesh_filter import filter_components
+
+    if masks is None or masks.dim() != 4 or masks.shape[0] != seq.n_frames or masks.shape[1] != len(cameras):
+        return seq, [0] * seq.n_frames
+    out = [filter_components(v, f, None if seq.colors is None else seq.colors[i], cameras.c2w, cameras.fov_deg,
+                             masks[i].detach().cpu()) for i, (v, f) in enumerate(zip(seq.vertices, seq.faces))]
+    colors = None if seq.colors is None else [o[2] for o in out]
+    return MeshSequence([o[0] for o in out], [o[1] for o in out], colors, seq.times), [o[3] for o in out]
+
+
 def export_asset(fit, images: torch.Tensor, masks: torch.Tensor | None, cameras: Cameras, times,
                  out_dir: str | os.PathLike, export: ExportSettings | None = None, mesh_format: str = "ply",
                  turntable: bool = True, progress: Callable[[str, int, int], None] | None = None,
@@ -163,6 +177,7 @@ def export_asset(fit, images: torch.Tensor, masks: torch.Tensor | None, cameras:
     ``meshes/frame_*.{ply,obj}`` + ``sequence.json``, ``cameras/transforms.json`` + images (``write_transforms``),
     and with ``turntable`` ``turntable.mp4``. ``sv4d run`` (through ``reconstruct``) and the ComfyUI Export node
     both write through here. ``progress(stage, done, total)``; returns ``{name: path, "mesh_vertices": [...],
+    "mesh_vertices_removed": [...] (floater vertices per frame, ``_keep_foreground``),
     "mesh_threshold": level}``."""
     from .export.cameras import export_transforms
     from .export.glb import write_glb
@@ -177,7 +192,8 @@ def export_asset(fit, images: torch.Tensor, masks: torch.Tensor | None, cameras:
     t_list = [float(x) for x in torch.as_tensor(times, dtype=torch.float64).reshape(-1)]
     level = resolve_mesh_threshold(export.mesh_threshold, fit.config)
     seq = _meshes(fit, t_list, export.mesh_resolution, level, progress)
-    paths: dict = {"mesh_threshold": level}
+    seq, removed = _keep_foreground(seq, masks, cameras)
+    paths: dict = {"mesh_threshold": level, "mesh_vertices_removed": removed}
     if turntable:
         frames = render_fit_turntable(fit, float(cameras.elevation_deg[0]), export.turntable_frames,
                                       export.turntable_size, lambda i, n: progress("turntable", i, n))

@@ -17,6 +17,14 @@ PARITY = REFERENCE / "parity"
 torch.set_num_threads(int(os.environ.get("SV4D_TEST_THREADS", "1")))
 
 
+@pytest.fixture(scope="session")
+def bad_inputs_world(tmp_path_factory) -> dict:
+    """The wrong-input catalogue's files and models (tests/bad_inputs_world.py), built once for its four modules."""
+    from bad_inputs_world import build
+
+    return build(tmp_path_factory)
+
+
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(0)

@@ -1,76 +1,21 @@
-"""A catalogue of wrong inputs over the public entry points (library, trainer, node helpers; the CLI's are in
-tests/test_cli.py, the ComfyUI nodes' in tests/test_nodes_*.py). Each case asserts the error type, that the message
-names the value or the file and the fix, and that nothing was written or changed in the test's folder."""
+"""A catalogue of wrong inputs over the public entry points, library part (settings classes, loaders, frames,
+pipeline, planning, the 4D fit, cameras, writers, damaged files, videos, --model demo, node helpers). The rest of the
+catalogue: tests/test_bad_inputs_cli.py (every CLI option), tests/test_bad_inputs_settings.py (every trainer override
+and node widget), tests/test_bad_inputs_resume.py (every resume path); the shared files in tests/bad_inputs_world.py.
+Each case asserts the error type, that the message names the value or the file and the fix, and that nothing was
+written or changed."""
 from __future__ import annotations
-
-import dataclasses
-import json
-import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from sv4d_models.tiny_checkpoint import write_tiny_checkpoint
-from video_files import OPAQUE, encode, noise_frames, truncate
-
-SIZE = 16
+from bad_inputs_world import INF, NAN, SIZE, case_name, fit as _fit, snapshot, train_cfg as _train_cfg
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    """Tiny checkpoints, a pipeline, a synthetic matrix and a few broken files (written once, then read-only)."""
-    from safetensors.torch import save_file
-
-    from sv4d_models.pipeline import SV4DPipeline
-    from sv4d_models.synthetic import SyntheticScene
-
-    d = tmp_path_factory.mktemp("bad_inputs")
-    files = {k: write_tiny_checkpoint(d / f"{k}.safetensors", k) for k in ("sv4d", "sv3d_u", "sv4d2")}
-    data = files["sv4d"].read_bytes()
-    (d / "truncated.safetensors").write_bytes(data[: len(data) // 3])
-    (d / "text.safetensors").write_text("not a checkpoint")
-    (d / "model.ckpt").write_bytes(b"\x80\x04")
-    save_file({"cond_stage_model.transformer.x": torch.zeros(2), "model.diffusion_model.input_blocks.0.0.weight":
-               torch.zeros(4, 4, 3, 3)}, str(d / "sd.safetensors"))
-    (d / "bad.gif").write_text("not a gif")
-    torch.save({"format": "someone_else/1", "step": 3}, d / "other_fit.pt")
-    (d / "clip.xyz").write_bytes(b"?")
-    (d / "empty_folder").mkdir()
-    (d / "manifest_dir").mkdir()
-    (d / "manifest_dir" / "manifest.json").write_text("{broken")
-    pipe = SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d_u"],
-                                         config={"image_size": SIZE, "num_steps": 2, "device": "cpu"})
-    matrix = SyntheticScene.make(kind="rigid", seed=1).render_matrix(n_frames=3, size=SIZE)
-    c = {"dir": d, "files": files, "pipe": pipe, "m": matrix, "video": torch.rand(5, SIZE, SIZE, 3)}
-    c["fit"] = _fit(c, checkpoint_dir=str(d / "fit"))  # a finished fit checkpoint (seed 0) to resume against
-    whole = (d / "fit" / "nerf_checkpoint.pt").read_bytes()
-    (d / "recon" / "nerf").mkdir(parents=True)  # a reconstruction folder whose fit (seed 0) a new run must not mix in
-    (d / "recon" / "nerf" / "nerf_checkpoint.pt").write_bytes(whole)
-    (d / "damaged_fit").mkdir()
-    (d / "damaged_fit" / "nerf_checkpoint.pt").write_bytes(whole[: len(whole) // 2])
-    (d / "damaged_work").mkdir()
-    (d / "damaged_work" / "pass_000.pt").write_bytes(whole[: len(whole) // 3])
-    (d / "transforms.json").write_text('{"frames": [{"transform_matrix": [[1, 0')
-    (d / "lacks.json").write_text('{"h": 16, "frames": [{"file_path": "a.png"}]}')
-    (d / "lpips_heads.pth").write_bytes(b"PK\x03\x04 truncated")
-    for container in ("mp4", "mov", "mkv", "webm"):
-        truncate(encode(d / f"cut.{container}", noise_frames(30), OPAQUE[container]))
-    (d / "text.mp4").write_text("this is not a video")
-    encode(d / "clip.gif", noise_frames(5, 32), [])
-    return c
-
-
-def _fit(c, checkpoint_dir: str = "", seed: int = 0, **kw):
-    from sv4d_models.nerf.fit import fit_dynamic_nerf
-    from sv4d_models.nerf.fit_config import tiny_preset
-
-    m = {**c["m"], **kw}
-    cfg = tiny_preset(static_steps=1, dynamic_steps=1, checkpoint_dir=checkpoint_dir, seed=seed)
-    return fit_dynamic_nerf(m["images"], m["masks"], m["cameras"], m["times"], cfg,
-                            normal_maps=kw.get("normal_maps"))
+def ctx(bad_inputs_world):
+    return bad_inputs_world
 
 
 def _pcfg(**kw):
@@ -103,12 +48,6 @@ def _plan(*a, **kw):
     return make_plan(*a, **kw)
 
 
-def _train_cfg(*overrides):
-    from train.config import TrainConfig
-
-    return TrainConfig().with_overrides(list(overrides))
-
-
 def _export(**kw):
     from sv4d_models.reconstruction import ExportSettings
 
@@ -119,9 +58,6 @@ def _job(c, **kw):
     from sv4d_models.job import JobSettings
 
     return JobSettings(**{"video": "v.mp4", "out": str(c["dir"] / "o"), **kw})
-
-
-NAN, INF = float("nan"), float("inf")
 
 
 def _mesh_cfg(**kw):
@@ -380,338 +316,14 @@ CASES = [
 ]
 
 
-# ---- the CLI: every option with NaN, inf, 0, negative, huge and wrong-type values -> exit 2, one line, nothing written ----
-INT_OPTIONS = {"--frames": (1, 100_000), "--steps": (1, 1000), "--seed": (0, 2**63 - 1), "--image-size": (16, 4096),
-               "--fit-steps": (2, 10_000_000), "--turntable-frames": (1, 10_000), "--turntable-size": (8, 4096),
-               "--mesh-resolution": (8, 1024)}
-FLOAT_OPTIONS = {"--elevation": (-90.0, 90.0), "--mesh-threshold": (0.0, 1e10), "--mask-threshold": (0.0, 1.0)}
-
-
-def _cli_cases() -> list:
-    cases = []
-    for flag, (lo, hi) in INT_OPTIONS.items():
-        for value in ("nan", "inf", "1.5", "ten"):
-            cases.append((f"{flag} {value}", [flag, value], rf"argument {flag}: invalid int value: '{value}'"))
-        for value in sorted({lo - 1, -1, hi + 1, max(10**12, hi * 1000)}):
-            cases.append((f"{flag} {value}", [flag, str(value)], rf"{flag} {value} must be >= {lo} and <= {hi}"))
-    for flag, (lo, hi) in FLOAT_OPTIONS.items():
-        for value in ("nan", "inf", "-inf"):  # "--elevation -inf" reads as an option to argparse: "=-inf" is the way
-            cases.append((f"{flag} {value}", [f"{flag}={value}"], rf"{flag} {value} must be a finite number"))
-        cases.append((f"{flag} abc", [flag, "abc"], rf"argument {flag}: invalid float value: 'abc'"))
-        cases.append((f"{flag} 1e300", [flag, "1e300"], rf"{flag} 1e\+300 must be "))
-        cases.append((f"{flag} -1000", [flag, "-1000"], rf"{flag} -1000.0 must be "))
-    return cases + [
-        ("--model foo", ["--model", "foo"], r"argument --model: invalid choice: 'foo'"),
-        ("--model-kind sv5d", ["--model-kind", "sv5d"], r"argument --model-kind: invalid choice: 'sv5d'"),
-        ("--mode fast", ["--mode", "fast"], r"argument --mode: invalid choice: 'fast'"),
-        ("--dtype half", ["--dtype", "half"], r"argument --dtype: invalid choice: 'half'"),
-        ("--preset huge", ["--preset", "huge"], r"argument --preset: invalid choice: 'huge'"),
-        ("--device gpu", ["--device", "gpu"], r"--device 'gpu' is not a device name; use cpu, cuda or cuda:N"),
-        ("--device cuda:x", ["--device", "cuda:x"], r"--device 'cuda:x' is not a device name"),
-        pytest.param("--device cuda", ["--device", "cuda"], r"--device 'cuda': CUDA is not available on this machine",
-                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
-        ("--sv4d folder", ["--sv4d", "{dir}/empty_folder"], r"--sv4d .*empty_folder is a folder; pass the .safetensors file"),
-        ("--sv4d missing", ["--sv4d", "{dir}/nope.safetensors"], r"nope.safetensors does not exist"),
-        ("--sv4d text", ["--sv4d", "{dir}/text.safetensors"], r"text.safetensors.*not a readable safetensors"),
-        ("--sv4d truncated", ["--sv4d", "{dir}/truncated.safetensors"], r"truncated.safetensors.*truncated or corrupt"),
-        ("--sv3d missing", ["--sv4d", "{dir}/sv4d.safetensors", "--sv3d", "{dir}/nope3.safetensors"], r"nope3.safetensors does not exist"),
-        ("--out is a file", ["--out", "{dir}/text.mp4"], r"text.mp4 .*is a file"),
-        ("video missing", ["{dir}/nope.mp4"], r"nope.mp4 does not exist"),
-        ("video truncated", ["{dir}/cut.mp4"], r"cut.mp4' is truncated"),
-        ("--resume --overwrite", ["--resume", "--overwrite"], r"resume and overwrite exclude each other"),
-        ("demo --image-size", ["--model", "demo", "--image-size", "32"], r"--image-size 32 cannot be used with --model demo"),
-        ("demo --dtype", ["--model", "demo", "--dtype", "float16"], r"--dtype float16 cannot be used with --model demo"),
-        ("demo --model-kind", ["--model", "demo", "--model-kind", "sv4d2"], r"--model-kind sv4d2 cannot be used with --model demo"),
-        ("demo --sv3d", ["--model", "demo", "--sv3d", "x.safetensors"], r"--sv3d x.safetensors cannot be used with --model demo"),
-        ("demo --elevation nan", ["--model", "demo", "--elevation", "nan"], r"--elevation nan must be a finite number"),
-        ("demo unknown option", ["demo", "--foo"], r"unrecognized arguments: --foo"),
-        ("run without --out", ["run", "{video}"], r"the following arguments are required: --out"),
-    ]
-
-
-CLI_CASES = _cli_cases()
-
-
-def _argv(ctx, extra: list, out: Path) -> list[str]:
-    values = {"dir": str(ctx["dir"]), "video": str(ctx["dir"] / "clip.gif")}
-    if extra[:1] in (["demo"], ["run"]):
-        return [a.format(**values) for a in extra]
-    video = next((a for a in extra if a.startswith("{dir}/") and not a.endswith(".safetensors")
-                  and a.rsplit("/", 1)[-1] in ("nope.mp4", "cut.mp4")), "{video}")
-    rest = [a for a in extra if a != video]
-    if "--sv4d" not in rest and "--model" not in rest:
-        rest = ["--sv4d", str(ctx["files"]["sv4d2"]), *rest]
-    if "--out" not in rest:
-        rest = ["--out", str(out), *rest]
-    return [a.format(**values) for a in ["run", video, *rest]]
-
-
-@pytest.mark.parametrize("name,extra,pattern", CLI_CASES,
-                         ids=[c.values[0] if hasattr(c, "marks") else c[0] for c in CLI_CASES])
-def test_cli_option_is_refused_in_one_line(ctx, tmp_path, monkeypatch, capsys, name, extra, pattern):
-    from sv4d_models.cli import main
-
-    monkeypatch.setenv("SV4D_MODELS", str(tmp_path / "no_models"))
-    monkeypatch.chdir(tmp_path)
-    before = _snapshot(ctx["dir"])
-    try:
-        rc = main(_argv(ctx, extra, tmp_path / "out"))
-    except SystemExit as exc:  # argparse
-        rc = exc.code
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err and "usage:" not in err, err
-    assert re.search(pattern, err), err
-    assert sorted(p.name for p in tmp_path.iterdir()) == [] and _snapshot(ctx["dir"]) == before  # nothing written
-
-
-# ---- the trainer's overrides: every setting with NaN, inf, huge, a bool for a number, a list for text ----------------
-def _train_override_cases() -> list:
-    from train.config import TrainConfig
-
-    cases = []
-    for group in dataclasses.fields(TrainConfig):
-        for f in dataclasses.fields(group.default_factory):
-            key, kind = f"{group.name}.{f.name}", str(f.type)
-            if kind in ("int", "float"):
-                values = [".nan", ".inf", "-.inf", "1e30", "true", "[1, 2]"] + (["2.5"] if kind == "int" else [])
-            elif kind == "bool":
-                values = ["2", "[1]", "maybe"]
-            elif kind == "str":
-                values = ["[1, 2]", "{a: 1}"]
-            else:  # tuples of numbers (betas, val_sigmas)
-                values = ["[.nan, 0.9]", "[1, .inf]", "fast"]
-            cases += [(f"{key}={value}", key, value) for value in values]
-    return cases
-
-
-TRAIN_CASES = _train_override_cases()
-
-
-@pytest.mark.parametrize("name,key,value", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
-def test_trainer_override_is_refused_naming_the_key(name, key, value):
-    with pytest.raises((ValueError, TypeError)) as info:
-        _train_cfg(f"{key}={value}")
-    text = str(info.value)
-    assert key in text and "Traceback" not in text, text
-
-
-# ---- every number widget of every node: NaN / inf pass ComfyUI's own min/max check, so the node refuses them -----------
-NODE_WIDGETS = {  # node id: {widget: (min, max, is_int)}; test_node_widget_table_is_complete keeps it equal to the schemas
-    "SV4D_PrepareVideo": {"size": (16, 2048, True), "max_frames": (0, 4096, True), "image_frame_ratio": (0.05, 1.0, False)},
-    "SV4D_SampleReferenceOrbit": {"seed": (0, 2**63 - 1, True), "steps": (1, 500, True), "elevation_deg": (-90.0, 90.0, False)},
-    **{node: {"seed": (0, 2**63 - 1, True), "steps": (0, 500, True), "cfg": (0.0, 30.0, False), "min_cfg": (0.0, 30.0, False)}
-       for node in ("SV4D_SampleAnchors", "SV4D_SampleDense", "SV4D_SampleVideo")},
-    "SV4D_AssembleGrid": {"fps": (0.1, 120.0, False), "grid_cell_size": (0, 2048, True)},
-    "SV4D_FitNeRF": {"nerf_seed": (0, 2**31 - 1, True), "mask_threshold": (0.5, 1.0, False)},
-    "SV4D_RenderTurntable": {"frames": (0, 1000, True), "size": (0, 2048, True), "fps": (0.1, 120.0, False)},
-    "SV4D_ExportAsset": {"mesh_resolution": (0, 512, True), "mesh_threshold": (0.0, 1000.0, False), "fps": (0.1, 120.0, False)},
-}
-
-
-def _node_widget_cases() -> list:
-    cases = []
-    for node, widgets in NODE_WIDGETS.items():
-        for widget, (lo, hi, integer) in widgets.items():
-            below, above = (lo - 1, hi + 1) if integer else (lo - 0.5, hi * 2 + 1)
-            values = [NAN, INF, -INF, below, above, True] + ([2.5, "3"] if integer else ["0.5"])
-            cases += [(f"{node}.{widget}={v!r}", node, widget, v) for v in values]
-    return cases
-
-
-NODE_CASES = _node_widget_cases()
-
-
-@pytest.fixture(scope="module")
-def node_classes():
-    from comfyui_env import comfy_in_process, pack_module
-
-    comfy_in_process()
-    return {cls.define_schema().node_id: cls for cls in pack_module("nodes").load_node_classes()}
-
-
-def test_node_widget_table_is_complete(node_classes):
-    from comfyui_env import pack_module
-
-    io = pack_module("nodes.compat").io
-    found = {}
-    for node_id, cls in node_classes.items():
-        widgets = {i.id: (i.min, i.max, isinstance(i, io.Int.Input)) for i in cls.define_schema().inputs
-                   if isinstance(i, (io.Int.Input, io.Float.Input))}
-        if widgets:
-            found[node_id] = widgets
-    assert found == NODE_WIDGETS
-
-
-@pytest.mark.parametrize("name,node,widget,value", NODE_CASES, ids=[c[0] for c in NODE_CASES])
-def test_node_widget_is_refused_before_the_node_runs(node_classes, name, node, widget, value):
-    import folder_paths
-
-    outputs = [Path(folder_paths.get_output_directory()), Path(folder_paths.get_temp_directory())]
-    before = [_snapshot(p) if p.is_dir() else None for p in outputs]
-    with pytest.raises((ValueError, TypeError)) as info:
-        node_classes[node].execute(**{widget: value})
-    text = str(info.value)
-    assert f": {widget}={value!r} must be" in text and node_classes[node].define_schema().display_name in text, text
-    assert [_snapshot(p) if p.is_dir() else None for p in outputs] == before
-
-
-# ---- every resume path: a file of another run or a damaged one is refused naming it, and nothing is changed ----------
-def _sampled(ctx, folder: Path, seed: int = 0, video=None) -> Path:
-    ctx["pipe"].configure(seed=seed).run(ctx["video"] if video is None else video, work_dir=folder)
-    return folder
-
-
-def _resume_other_seed(ctx, tmp):
-    _sampled(ctx, tmp / "one", seed=1)
-    shutil.copy(tmp / "one" / "pass_000.pt", _sampled(ctx, tmp / "zero") / "pass_000.pt")
-    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=tmp / "zero")
-
-
-def _resume_other_video(ctx, tmp):
-    _sampled(ctx, tmp / "other", video=ctx["video"].flip(1))
-    shutil.copy(tmp / "other" / "pass_000.pt", _sampled(ctx, tmp / "mine") / "pass_000.pt")
-    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=tmp / "mine")
-
-
-def _resume_unrecorded(ctx, tmp):
-    folder = _sampled(ctx, tmp / "w")
-    record = torch.load(folder / "pass_000.pt", weights_only=True)
-    record.pop("run")
-    torch.save(record, folder / "pass_000.pt")  # as an older version wrote it
-    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=folder)
-
-
-def _resume_damaged_pass(ctx, tmp):
-    folder = _sampled(ctx, tmp / "w")
-    truncate(folder / "pass_000.pt", 0.4)
-    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=folder)
-
-
-def _resume_damaged_inputs(ctx, tmp):
-    folder = _sampled(ctx, tmp / "w")
-    truncate(folder / "inputs.pt", 0.4)
-    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=folder)
-
-
-def _resume_damaged_manifest(ctx, tmp):
-    folder = _sampled(ctx, tmp / "w")
-    truncate(folder / "manifest.json", 0.5)
-    return lambda: ctx["pipe"].configure(seed=0).run(ctx["video"], work_dir=folder)
-
-
-def _resume_changed_steps(ctx, tmp):
-    folder = _sampled(ctx, tmp / "w")
-    return lambda: ctx["pipe"].configure(seed=0, num_steps=3).run(ctx["video"], work_dir=folder)
-
-
-def _node_store(ctx, tmp):
-    from sv4d_models.pipeline.store import PassStore
-
-    PassStore(tmp / "node", run={"kind": "sv4d", "seed": 0, "steps": 2}).save_pass(0, torch.zeros(1, 3, 2, 2), [(0, 1)], 0)
-    return lambda: PassStore(tmp / "node", run={"kind": "sv4d", "seed": 0, "steps": 20}).load_pass(0)
-
-
-def _trainer_state(tmp, **changes):
-    from train.config import TrainConfig
-
-    folder = tmp / "run" / "checkpoint-1"
-    folder.mkdir(parents=True)
-    state = {"step": 1, "identity": TrainConfig().identity(), "dataset": "abc123"}
-    (folder / "trainer_state.json").write_text(json.dumps({**state, **changes}))
-    return folder
-
-
-def _trainer_other_seed(ctx, tmp):
-    from train.checkpointing import check_resumable
-
-    folder = _trainer_state(tmp)
-    return lambda: check_resumable(folder, _train_cfg("run.seed=1").identity(), "abc123", allow_changes=False)
-
-
-def _trainer_other_lr(ctx, tmp):
-    from train.checkpointing import check_resumable
-
-    folder = _trainer_state(tmp)
-    return lambda: check_resumable(folder, _train_cfg("optim.lr=2e-5").identity(), "abc123", allow_changes=False)
-
-
-def _trainer_other_data(ctx, tmp):
-    from train.checkpointing import check_resumable
-
-    folder = _trainer_state(tmp)
-    return lambda: check_resumable(folder, _train_cfg().identity(), "def456", allow_changes=False)
-
-
-def _trainer_unrecorded(ctx, tmp):
-    from train.checkpointing import check_resumable
-
-    folder = _trainer_state(tmp)
-    state = json.loads((folder / "trainer_state.json").read_text())
-    state.pop("identity")
-    (folder / "trainer_state.json").write_text(json.dumps(state))
-    return lambda: check_resumable(folder, _train_cfg().identity(), "abc123", allow_changes=False)
-
-
-def _trainer_damaged(ctx, tmp):
-    from train.checkpointing import check_resumable
-
-    folder = _trainer_state(tmp)
-    truncate(folder / "trainer_state.json", 0.5)
-    return lambda: check_resumable(folder, _train_cfg().identity(), "abc123", allow_changes=False)
-
-
-def _job_other_seed(ctx, tmp):
-    from sv4d_models.job import JobSettings, run_job
-
-    settings = dict(video=str(ctx["dir"] / "clip.gif"), out=str(tmp / "job"), sv4d=str(ctx["files"]["sv4d2"]),
-                    image_size=SIZE, steps=2, skip_nerf=True)
-    run_job(JobSettings(**settings))
-    return lambda: run_job(JobSettings(**{**settings, "seed": 5, "resume": True}))
-
-
-RESUME_CASES = [
-    ("pass of a seed-1 run in a seed-0 work dir", _resume_other_seed, r"w?zero/pass_000.pt was made by another run \(config.sampling.seed: 1 \(recorded\) vs 0 \(now\)\); it is not reused: rerun with --overwrite"),
-    ("pass of another video", _resume_other_video, r"mine/pass_000.pt was made by another run \(inputs.*\(recorded\) vs .*\(now\)"),
-    ("pass without a run record", _resume_unrecorded, r"pass_000.pt was not written by this run \(it records no run settings"),
-    ("damaged pass file", _resume_damaged_pass, r"pass_000.pt \(a sampling work file\) is damaged and cannot be read"),
-    ("damaged inputs file", _resume_damaged_inputs, r"inputs.pt \(a sampling work file\) is damaged and cannot be read"),
-    ("damaged manifest", _resume_damaged_manifest, r"manifest.json \(the work dir's manifest\) is damaged"),
-    ("other steps in the work dir", _resume_changed_steps, r"holds a run with a different setup \(sampling.num_steps: 2 in the work dir vs 3 now; sampling.sv3d_num_steps"),
-    ("node store of other widgets", _node_store, r"node/pass_000.pt was made by another run \(steps: 2 \(recorded\) vs 20 \(now\)\)"),
-    ("trainer checkpoint under run.seed=1", _trainer_other_seed, r"checkpoint-1 was trained with other settings \(run.seed: 0 \(recorded\) vs 1 \(now\)\).*run.resume=none.*resume_with_changes"),
-    ("trainer checkpoint under another lr", _trainer_other_lr, r"checkpoint-1 was trained with other settings \(optim.lr: 1e-05 \(recorded\) vs 2e-05 \(now\)\)"),
-    ("trainer checkpoint of other data", _trainer_other_data, r"checkpoint-1 was trained with other settings \(dataset: abc123 \(recorded\) vs def456 \(now\)"),
-    ("trainer checkpoint without settings", _trainer_unrecorded, r"checkpoint-1 was trained with other settings \(the checkpoint records no settings"),
-    ("damaged trainer state", _trainer_damaged, r"checkpoint-1/trainer_state.json \(a training checkpoint's state\) is damaged"),
-    ("job resumed with another seed", _job_other_seed, r"--resume: --out .*job was started with other options \(--seed 23 \(recorded\) vs 5 \(now\)\); rerun with the recorded options"),
-]
-
-
-@pytest.mark.parametrize("name,setup,pattern", RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
-def test_resume_refuses_files_of_another_run(ctx, tmp_path, name, setup, pattern):
-    call = setup(ctx, tmp_path)
-    before = _snapshot(tmp_path)
-    with pytest.raises(ValueError, match=pattern):
-        call()
-    assert _snapshot(tmp_path) == before, "a refused resume wrote or changed files"
-
-
-def test_resume_with_changes_is_a_deliberate_switch(tmp_path):
-    from train.checkpointing import check_resumable
-
-    folder = _trainer_state(tmp_path)
-    changed = check_resumable(folder, _train_cfg("run.seed=1").identity(), "abc123", allow_changes=True)
-    assert changed == ["run.seed: 0 (recorded) vs 1 (now)"]
-    assert check_resumable(folder, _train_cfg("run.max_steps=5").identity(), "abc123", allow_changes=False) == []
-
-
-def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
-
 
 def test_the_catalogue_is_large_enough():
+    from test_bad_inputs_cli import CLI_CASES
+    from test_bad_inputs_resume import RESUME_CASES
+    from test_bad_inputs_settings import NODE_CASES, TRAIN_CASES
+
     sections = {"library": CASES, "cli": CLI_CASES, "trainer": TRAIN_CASES, "nodes": NODE_CASES, "resume": RESUME_CASES}
-    names = {key: [c.values[0] if hasattr(c, "marks") else c[0] for c in cases] for key, cases in sections.items()}
+    names = {key: [case_name(c) for c in cases] for key, cases in sections.items()}
     assert all(len(set(n)) == len(n) for n in names.values())
     assert len(CASES) >= 180 and len(CLI_CASES) >= 100 and len(RESUME_CASES) >= 14
     assert sum(len(n) for n in names.values()) >= 200
@@ -719,7 +331,7 @@ def test_the_catalogue_is_large_enough():
 
 @pytest.mark.parametrize("name,call,exc,pattern", CASES, ids=[c[0] for c in CASES])
 def test_wrong_input_is_refused_with_a_named_fix(ctx, name, call, exc, pattern):
-    before = _snapshot(ctx["dir"])
+    before = snapshot(ctx["dir"])
     with pytest.raises(exc, match=pattern):
         call(ctx)
-    assert _snapshot(ctx["dir"]) == before, "a refused call wrote or changed files"
+    assert snapshot(ctx["dir"]) == before, "a refused call wrote or changed files"

@@ -173,7 +173,7 @@ def _demo(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
 def _one_line(exc: BaseException) -> str:
     """The message on one line, settings named as the options that set them (``steps=0`` -> ``--steps 0``)."""
     text = " ".join(str(exc).split()).replace(" (overwrite=True)", "").replace("overwrite=True", "--overwrite")
-    return _OPTION.sub(lambda m: f"--{m.group(1).replace('_', '-')} ", text)
+    return _OPTION.sub(lambda m: f"{cli_text.flag(m.group(1))} ", text)
 
 
 _OPTIONS = ("frames", "elevation", "steps", "seed", "image_size", "device", "fit_steps", "turntable_frames",
@@ -182,13 +182,13 @@ _OPTION = re.compile(r"(?<![\w.\-])(" + "|".join(_OPTIONS) + r")=")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .nerf.guard import FitDivergedError
-    from .reconstruction import EmptyReconstructionError
-    from .stopping import JobInterrupted
-
     from .threads import apply_threads, quiet_waiting, resolve_threads
 
     quiet_waiting()  # before torch is first imported in this process (the console script); see sv4d_models.threads
+    from .nerf.guard import FitDivergedError  # these import torch
+    from .reconstruction import EmptyReconstructionError
+    from .stopping import JobInterrupted
+
     a = _parse(argv)
     if a is None:
         return 0

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from textwrap import fill
 
+
+def flag(name: str) -> str:
+    """The CLI's spelling of a setting: ``fit_steps`` -> ``--fit-steps``, ``video`` -> ``VIDEO``."""
+    return "VIDEO" if name == "video" else "--" + name.replace("_", "-")
+
+
 DESCRIPTION = fill("sv4d (same as python -m sv4d_models): one video of an object -> SV4D views of it from every side at "
                "every frame -> a 4D asset (turntable video, animated GLB, per-frame meshes, cameras).")
 

@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from .cli_text import flag
 from .files import atomic_write_json, read_json
 from .presets import FAST_FIT_STEPS, FAST_PRESET
 
@@ -26,11 +27,6 @@ def job_options(settings) -> dict[str, Any]:
     d = {k: v for k, v in dataclasses.asdict(settings).items() if k not in _NOT_RECORDED}
     d["video"] = str(Path(d["video"]).resolve())
     return d
-
-
-def flag(name: str) -> str:
-    """The CLI's spelling of a setting: ``fit_steps`` -> ``--fit-steps``, ``video`` -> ``VIDEO``."""
-    return "VIDEO" if name == "video" else "--" + name.replace("_", "-")
 
 
 def write_job_record(out: Path, settings) -> None:
@@ -74,4 +70,4 @@ def _fast_hint(recorded: dict, now: dict) -> str:
     return ""
 
 
-__all__ = ["JOB_RECORD", "job_options", "flag", "write_job_record", "check_resume"]
+__all__ = ["JOB_RECORD", "job_options", "write_job_record", "check_resume"]

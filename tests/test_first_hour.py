@@ -177,3 +177,18 @@ def test_a_video_that_is_not_one_is_refused_before_any_model_loads(files, tmp_pa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "could not decode video" in err and "clip.mp4" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_sleeping_policy_is_set_before_torch_loads_openmp():
+    """OpenMP reads OMP_WAIT_POLICY once, when torch loads it: the console script must set it before any import of
+    torch (a later setting silently does nothing)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom sv4d_models import cli, threads\nreal = threads.quiet_waiting\n"
+             "def check():\n    print('torch loaded' if 'torch' in sys.modules else 'before torch')\n    real()\n"
+             "threads.quiet_waiting = check\nraise SystemExit(cli.main(['--version']))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert r.stdout.splitlines()[0] == "before torch", r.stdout + r.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import events
+from .cli_text import flag
 from .job import JobSettings, run_job
 from .presets import FAST_FIT_STEPS, FAST_PRESET, default_preset
 
@@ -36,8 +37,7 @@ def check_demo_options(given: dict) -> None:
     cannot honour, and why."""
     for key, value in given.items():
         if key in DEMO_REFUSES:
-            flag = "--" + key.replace("_", "-")
-            raise ValueError(f"{flag} {value} cannot be used with --model demo: {DEMO_REFUSES[key]}")
+            raise ValueError(f"{flag(key)} {value} cannot be used with --model demo: {DEMO_REFUSES[key]}")
 
 
 def demo_settings(out: str, video: str | None = None, fast: bool = False, overrides: dict | None = None,
@@ -48,9 +48,8 @@ def demo_settings(out: str, video: str | None = None, fast: bool = False, overri
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     steps = o.get("steps") or DEMO_STEPS
     preset = o.get("preset") or (FAST_PRESET if fast else default_preset(cuda=False))  # the demo runs on the CPU
-    check_demo_options({k: v for k, v in o.items() if k in DEMO_REFUSES})
-    keep = ("seed", "fit_steps", "turntable_frames", "turntable_size", "mesh_resolution", "mesh_threshold",
-            "mask_threshold", "skip_nerf", "device", "frames", "elevation", "mode")
+    check_demo_options(o)
+    keep = [k for k in DEMO_HONOURS if k not in ("steps", "preset", "resume", "overwrite")]  # those four: above / below
     return JobSettings(video=str(video or DEMO_INPUT), out=str(out), sv4d=str(demo_model_path()), model_kind=DEMO_KIND,
                        image_size=DEMO_IMAGE_SIZE, steps=steps, cfg=DEMO_CFG, min_cfg=DEMO_MIN_CFG, preset=preset,
                        dtype="float32",

@@ -110,9 +110,7 @@ def identity_differences(recorded: Any, current: Any, where: str = "") -> list[s
     if isinstance(recorded, (list, tuple)) and isinstance(current, (list, tuple)) and len(recorded) == len(current):
         return [d for i, (a, b) in enumerate(zip(recorded, current))
                 for d in identity_differences(a, b, f"{where}[{i}]")]
-    same = list(recorded) == list(current) if isinstance(recorded, (list, tuple)) and isinstance(
-        current, (list, tuple)) else recorded == current
-    return [] if same else [f"{where or 'value'}: {recorded!r} (recorded) vs {current!r} (now)"]
+    return [] if recorded == current else [f"{where or 'value'}: {recorded!r} (recorded) vs {current!r} (now)"]
 
 
 SV4D_TARGET = "sgm.modules.diffusionmodules.video_model.SpatialUNetModelWithTime"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADi
                PermissionError)
 
 
-def _add_job_options(p: argparse.ArgumentParser) -> None:
+def _add_job_options(p: argparse.ArgumentParser, folder: bool = True) -> None:
+    """The job's options (``sv4d run`` and ``sv4d batch``; ``folder``: --resume / --overwrite of one --out)."""
     g = p.add_argument_group("models")
     g.add_argument("--sv4d", default=None, help=f"4D checkpoint ({kind_list()} .safetensors); default: the official "
                                                 "file name in $SV4D_MODELS or ./checkpoints")
@@ -65,10 +67,16 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
                    help="the fit's masks: a pixel with any channel below this is the object (white backgrounds)")
     g.add_argument("--skip-nerf", action="store_true", help="stop after the sampled videos")
     g = p.add_argument_group("output")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    g.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    if folder:
+        g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+        g.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_threads(p)
+
+
+def _add_fast(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fast", action="store_true", help=f"short settings: the {FAST_PRESET} fit preset, {FAST_FIT_STEPS} "
+                   "fit steps, its small exports (with --model demo: the demo's --fast); explicit options still win")
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
@@ -88,14 +96,21 @@ def parser() -> argparse.ArgumentParser:
     fmt = _DefaultsFormatter
     p = OneLineParser(prog="sv4d", description=cli_text.DESCRIPTION, epilog=cli_text.TOP_EPILOG, formatter_class=fmt)
     p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="cmd", metavar="{run,demo}")
+    sub = p.add_subparsers(dest="cmd", metavar="{run,batch,demo}")
     r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt,
                        description=cli_text.RUN_DESCRIPTION, epilog=cli_text.RUN_EPILOG)
     r.add_argument("video", help="video / gif / image folder of the object")
     r.add_argument("--out", required=True, help="output folder (required; no default)")
-    r.add_argument("--fast", action="store_true", help=f"short settings: the {FAST_PRESET} fit preset, {FAST_FIT_STEPS} "
-                   "fit steps, its small exports (with --model demo: the demo's --fast); explicit options still win")
+    _add_fast(r)
     _add_job_options(r)
+    b = sub.add_parser("batch", help="many videos: the run job on each, resumable, across accelerate processes",
+                       formatter_class=fmt, description=cli_text.BATCH_DESCRIPTION, epilog=cli_text.BATCH_EPILOG)
+    b.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, folders of videos, globs ('clips/**/*.mp4') or .txt / .csv lists")
+    b.add_argument("--out", required=True, help="batch folder: one folder per video, batch.json, batch.csv")
+    b.add_argument("--retry-failed", action="store_true", help="run the videos the report lists as failed again")
+    _add_fast(b)
+    _add_job_options(b, folder=False)
     d = sub.add_parser("demo", help="the whole job on the bundled sample video with the bundled demo model",
                        formatter_class=fmt, description=cli_text.DEMO_DESCRIPTION, epilog=cli_text.DEMO_EPILOG)
     d.add_argument("--out", default="sv4d_demo", help="output folder")
@@ -136,9 +151,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace | None:
     return a
 
 
-def _run(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
-    from .job import JobSettings, run_job
+def job_settings(a: argparse.Namespace, video: str, out: str):
+    """The ``JobSettings`` of parsed ``sv4d run`` / ``sv4d batch`` options for ``video`` into ``out``."""
+    from .job import JobSettings
 
+    a = argparse.Namespace(**{"resume": False, "overwrite": False, **vars(a), "video": video, "out": out})
     if a.model == "demo":
         from .demo import DEMO_INPUT, DEMO_REFUSES, demo_settings
 
@@ -147,21 +164,24 @@ def _run(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
         settings = demo_settings(out=a.out, video=a.video, fast=a.fast, overrides=given)  # refuses what it cannot do
         if Path(a.video).resolve() != DEMO_INPUT.resolve():
             print(cli_text.DEMO_ON_OTHER_INPUT, file=sys.stderr)
-    else:
-        import torch
+        return settings
+    import torch
 
-        gpu = torch.cuda.is_available() and a.device != "cpu"
-        preset = a.preset or (FAST_PRESET if a.fast else default_preset(gpu))
-        settings = JobSettings(video=a.video, out=a.out, sv4d=a.sv4d, sv3d=a.sv3d, model_kind=a.model_kind,
-                               frames=a.frames, elevation=a.elevation, steps=a.steps, seed=a.seed, device=a.device,
-                               dtype=a.dtype, image_size=a.image_size, mode=a.mode, preset=preset,
-                               fit_steps=a.fit_steps or (FAST_FIT_STEPS if a.fast else None),
-                               turntable_frames=a.turntable_frames,
-                               turntable_size=a.turntable_size, mesh_resolution=a.mesh_resolution,
-                               mesh_threshold=a.mesh_threshold, mask_threshold=a.mask_threshold,
-                               skip_nerf=a.skip_nerf, resume=a.resume,
-                               overwrite=a.overwrite)
-    return run_job(settings, progress)
+    gpu = torch.cuda.is_available() and a.device != "cpu"
+    preset = a.preset or (FAST_PRESET if a.fast else default_preset(gpu))
+    return JobSettings(video=a.video, out=a.out, sv4d=a.sv4d, sv3d=a.sv3d, model_kind=a.model_kind, frames=a.frames,
+                       elevation=a.elevation, steps=a.steps, seed=a.seed, device=a.device, dtype=a.dtype,
+                       image_size=a.image_size, mode=a.mode, preset=preset,
+                       fit_steps=a.fit_steps or (FAST_FIT_STEPS if a.fast else None),
+                       turntable_frames=a.turntable_frames, turntable_size=a.turntable_size,
+                       mesh_resolution=a.mesh_resolution, mesh_threshold=a.mesh_threshold,
+                       mask_threshold=a.mask_threshold, skip_nerf=a.skip_nerf, resume=a.resume, overwrite=a.overwrite)
+
+
+def _run(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
+    from .job import run_job
+
+    return run_job(job_settings(a, a.video, a.out), progress)
 
 
 def _demo(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
@@ -170,7 +190,7 @@ def _demo(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
     return run_demo(out=a.out, fast=a.fast, resume=a.resume, overwrite=a.overwrite, report=progress)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """The message on one line, settings named as the options that set them (``steps=0`` -> ``--steps 0``)."""
     text = " ".join(str(exc).split()).replace(" (overwrite=True)", "").replace("overwrite=True", "--overwrite")
     return _OPTION.sub(lambda m: f"{cli_text.flag(m.group(1))} ", text)
@@ -204,22 +224,29 @@ def main(argv: list[str] | None = None) -> int:
     previous = torch.get_num_threads()  # restored at the end: main() may run inside another program (the tests)
     try:
         threads, source = resolve_threads(a.threads)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # processes on this machine (accelerate / torchrun)
+        if source == "physical cores" and local > 1:
+            threads, source = max(1, threads // local), f"physical cores / {local} processes"
         apply_threads(threads)
         if not a.quiet:
             print(f"sv4d: {threads} CPU threads ({source}; --threads N or SV4D_THREADS to change)", flush=True)
+        if a.cmd == "batch":
+            from .batch_cli import batch_command
+
+            return batch_command(a)
         manifest = _demo(a, progress) if a.cmd == "demo" else _run(a, progress)
     except (FitDivergedError, EmptyReconstructionError) as exc:
         progress.close()
-        print(f"sv4d: the job failed: {_one_line(exc)}", file=sys.stderr)
+        print(f"sv4d: the job failed: {one_line(exc)}", file=sys.stderr)
         return 3
     except (KeyboardInterrupt, JobInterrupted):
         progress.close()
-        print(f"sv4d: interrupted; finished work is kept in {a.out}: run again with --resume to continue",
-              file=sys.stderr)
+        again = "run the same command again" if a.cmd == "batch" else "run again with --resume"
+        print(f"sv4d: interrupted; finished work is kept in {a.out}: {again} to continue", file=sys.stderr)
         return 130
     except USER_ERRORS as exc:
         progress.close()
-        print(f"sv4d: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"sv4d: error: {one_line(exc)}", file=sys.stderr)
         return 2
     finally:
         torch.set_num_threads(previous)
@@ -243,4 +270,4 @@ def entry() -> None:
     raise SystemExit(main())
 
 
-__all__ = ["main", "entry", "parser", "OneLineParser"]
+__all__ = ["main", "entry", "parser", "OneLineParser", "job_settings", "one_line", "USER_ERRORS"]

@@ -59,3 +59,32 @@ DEMO_EPILOG = f"""examples:
 DEMO_ON_OTHER_INPUT = ("sv4d: note: the demo model knows only the synthetic toy scenes it was trained on (capsule, "
                        "ring, ball): on your video it paints those. For real objects use Stability's official "
                        "weights (README, 'Official checkpoints').")
+
+BATCH_DESCRIPTION = fill("Run the job of sv4d run on every video of INPUT, each into --out/NAME/ (NAME: the file name; "
+                     "names that would collide get a short hash of the path). Every run option applies to every video; "
+                     "a .csv list may give some per video (columns video, name, elevation, frames, seed, steps, "
+                     "fit_steps, mode, preset, mask_threshold, mesh_threshold, mesh_resolution, turntable_frames, "
+                     "turntable_size). The models are loaded once per process. A video that fails is recorded and the "
+                     "batch goes on. Running the same command again skips finished videos, continues interrupted ones "
+                     "and retries failed ones only with --retry-failed. Under accelerate launch (or torchrun) each "
+                     "process runs every N-th video on its own device.")
+
+BATCH_EPILOG = """examples:
+  sv4d batch clips/ --out runs                          every video in clips/ (sub-folders too), one process
+  sv4d batch 'clips/**/*.mp4' list.csv --out runs       a glob and a list
+  accelerate launch --multi_gpu --num_processes 4 -m sv4d_models batch clips/ --out runs    4 GPUs
+  accelerate launch --multi_gpu --num_processes 2 -m sv4d_models batch clips/ --out runs    2 processes (CPU without GPUs)
+  accelerate launch --num_machines 2 --machine_rank R --main_process_ip HOST --main_process_port 29500 \\
+      --multi_gpu --num_processes 16 -m sv4d_models batch clips/ --out /shared/runs          2 machines, shared folder
+
+output (in --out):
+  NAME/               one sv4d run folder per video (manifest.json, videos/, reconstruction/, ...)
+  batch.json          per video: status, kind + message of a failure, seconds, peak memory, PSNRs, output paths
+  batch.csv           the same rows as a table
+  .batch/results/     one row file per video (merged into batch.json / batch.csv by every process)
+
+exit codes:
+  0    every video is done (now or before)
+  2    bad INPUT or option: one line on stderr, nothing run
+  3    some videos failed (or were not run): their count on stderr, their rows in batch.csv
+  130  interrupted (Ctrl-C / SIGTERM): the current step finished, everything kept; run the same command again"""

@@ -34,6 +34,7 @@ from .files import atomic_write_bytes, atomic_write_json, read_json
 from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, IMAGE_SIZE, KINDS, ORBIT_KINDS
 from .images import FOREGROUND_THRESHOLD
 from .presets import PRESETS
+from .stopping import StopCheck
 from .job_record import check_resume, write_job_record
 from .validate import ANGLES, bounds, check_device, check_fields
 
@@ -252,21 +253,30 @@ def _read_input(settings: JobSettings, kind: str, report: Reporter) -> torch.Ten
     return frames
 
 
-def _load_pipeline(settings: JobSettings, kind: str, files: dict):
+def _load_pipeline(settings: JobSettings, kind: str, files: dict, loaded: dict | None = None):
+    """The sampler for ``settings``; with ``loaded`` (a dict kept between jobs) the networks are loaded once per
+    checkpoint files, kind, device and dtype, and later jobs only get their own config."""
     from .pipeline import SV4DPipeline
 
-    return SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d"], config=_pipeline_config(settings),
-                                         model_kind=kind)
+    config = _pipeline_config(settings)
+    if loaded is None:
+        return SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d"], config=config, model_kind=kind)
+    key = (*(None if p is None else str(Path(p).resolve()) for p in files.values()), kind, config["device"],
+           settings.dtype)
+    if key not in loaded:
+        loaded[key] = SV4DPipeline.from_checkpoints(files["sv4d"], files["sv3d"], config=config, model_kind=kind)
+    return loaded[key].with_config(config)
 
 
-def _sampling(pipe, frames: torch.Tensor, out: Path, report: Reporter):
-    result = pipe.run(frames, work_dir=out / "sampling", callback=report)
+def _sampling(pipe, frames: torch.Tensor, out: Path, report: Reporter, should_stop: StopCheck | None = None):
+    result = pipe.run(frames, work_dir=out / "sampling", callback=report, should_stop=should_stop)
     report(events.summary("sampling", f"{len(result.plan.passes)} passes ({result.plan.mode} schedule) -> "
                                            f"{result.n_frames} frames x {result.n_views} views"))
     return pipe, result
 
 
-def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) -> dict:
+def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter,
+                    should_stop: StopCheck | None = None) -> dict:
     from .images import foreground_masks
     from .reconstruction import reconstruct
 
@@ -274,7 +284,7 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
     images = result.images
     masks = foreground_masks(images, settings.mask_threshold)  # white background -> foreground
     paths = reconstruct(images, masks, result.cameras, result.times, out / "reconstruction", config, export,
-                        callback=report, overwrite=settings.overwrite)
+                        callback=report, should_stop=should_stop, overwrite=settings.overwrite)
     m = paths["metrics"]
     text = f"PSNR {m['fitted']['psnr']:.2f} dB on the fitted views"
     if "held_out_view" in m:
@@ -288,10 +298,13 @@ def _reconstruction(settings: JobSettings, result, out: Path, report: Reporter) 
 
 
 def run_job(settings: JobSettings, report: Reporter = lambda info: None,
-            evaluate: Callable[[object], dict] | None = None) -> dict:
+            evaluate: Callable[[object], dict] | None = None, should_stop: StopCheck | None = None,
+            loaded: dict | None = None) -> dict:
     """Run the whole job; ``report`` gets the events of ``sv4d_models.events`` (sampling and fit steps, progress,
     one summary line per stage, warnings); ``evaluate(result)`` (the sampled ``MultiViewResult``) may add a
-    ``"quality"`` entry (the demo compares with the ground truth). Returns the manifest (also ``out/manifest.json``)."""
+    ``"quality"`` entry (the demo compares with the ground truth); ``should_stop()`` True ends sampling or the fit
+    after its current step with ``JobInterrupted`` (``resume`` continues); ``loaded``: a dict kept between jobs that
+    holds the loaded networks (``sv4d batch``). Returns the manifest (also ``out/manifest.json``)."""
     timings, started = {}, time.perf_counter()
     check_output(settings)  # everything cheap first; nothing is written until all of it passed
     finished = check_resume(settings)  # --resume of another job: error in the CLI's words; of this one, finished: done
@@ -306,11 +319,11 @@ def run_job(settings: JobSettings, report: Reporter = lambda info: None,
     frames = _read_input(settings, kind, report)
     timings["input"] = time.perf_counter() - started
     t = time.perf_counter()
-    pipe = _load_pipeline(settings, kind, files)  # a file that fails to load leaves no --out behind
+    pipe = _load_pipeline(settings, kind, files, loaded)  # a file that fails to load leaves no --out behind
     timings["models"] = time.perf_counter() - t
     out = prepare_output(settings)
     t = time.perf_counter()
-    pipe, result = _sampling(pipe, frames, out, report)
+    pipe, result = _sampling(pipe, frames, out, report, should_stop)
     timings["sampling"] = time.perf_counter() - t
     t = time.perf_counter()
     result.write_videos(out / "videos", overwrite=True)
@@ -320,7 +333,7 @@ def run_job(settings: JobSettings, report: Reporter = lambda info: None,
     recon = {}
     if not settings.skip_nerf:
         t = time.perf_counter()
-        recon = _reconstruction(settings, result, out, report)
+        recon = _reconstruction(settings, result, out, report, should_stop)
         timings["reconstruction"] = time.perf_counter() - t
     cache = out / "sampling" / "hashes.json"
     manifest = {"format": "sv4d_job/1", "library_version": library_version(),

@@ -8,9 +8,12 @@ A ``should_stop`` may also raise its own exception (ComfyUI's interrupt does): i
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import signal
+import threading
+from typing import Callable, Iterator
 
-__all__ = ["JobInterrupted", "StopCheck", "stop_requested"]
+__all__ = ["JobInterrupted", "StopCheck", "stop_requested", "stop_on_signals"]
 
 StopCheck = Callable[[], bool]
 
@@ -32,3 +35,26 @@ class JobInterrupted(InterruptedError):
 def stop_requested(should_stop: StopCheck | None) -> bool:
     """True when a stop check was given and asks to stop now."""
     return should_stop is not None and bool(should_stop())
+
+
+@contextlib.contextmanager
+def stop_on_signals(announce: Callable[[str], None] = lambda text: None) -> Iterator[StopCheck]:
+    """A ``should_stop`` that turns True on SIGTERM or Ctrl-C (SIGINT): the job stops after its current step,
+    resumable. A second Ctrl-C raises ``KeyboardInterrupt`` at once. ``announce(text)`` is told the first time.
+    Outside the main thread (where handlers cannot be set) the check never turns True."""
+    asked = []
+
+    def handler(signum, frame):
+        if asked and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not asked:
+            announce(f"{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again: at once)")
+        asked.append(signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -147,6 +147,15 @@ class SV4DPipeline:
                              "SV4DPipeline.from_checkpoints(...) instead")
         return SV4DPipeline(self.models, self._raw_config.replace(**changes), self._orbit)
 
+    def with_config(self, config: PipelineConfig | dict) -> "SV4DPipeline":
+        """A pipeline sharing these networks (and the SV3D stage's) with a whole new config; the model kind, device
+        and dtype must stay those the networks were loaded for (``sv4d batch``: one load for every video)."""
+        new = SV4DPipeline(self.models, config, self._orbit)
+        placed = {k: getattr(self.config.placement, k) for k in ("device", "dtype")}
+        if {k: getattr(new.config.placement, k) for k in placed} != placed:
+            raise ValueError(f"the networks were loaded for {placed}; load a new pipeline for another device / dtype")
+        return new
+
     def sv3d_models(self) -> EngineModels:
         """The SV3D stage's networks (loaded now if a loader was given; kept for later runs)."""
         return self._orbit.get().placed(self.models.placement)

@@ -95,9 +95,11 @@ def batch_command(a: argparse.Namespace) -> int:
         print(f"sv4d batch: interrupted; finished work is kept in {out}: run the same command again to continue",
               file=sys.stderr)
         return 130
-    if state is not None and place.world > 1:
-        state.wait_for_everyone()
-    return _summary(out, items, place, time.perf_counter() - started)
+    together = state.wait_for_everyone if state is not None and place.world > 1 else (lambda: None)
+    together()  # every process's rows are written
+    code = _summary(out, items, place, time.perf_counter() - started)
+    together()  # none exits before all are done: torchrun stops the others when one exits with a code other than 0
+    return code
 
 
 def _summary(out: Path, items: list, place: Place, seconds: float) -> int:

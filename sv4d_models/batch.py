@@ -45,7 +45,7 @@ def failure_kind(exc: BaseException) -> str:
     """The kind (``EXIT_CODES``) of a job's exception: what ``sv4d run`` would have exited with."""
     import torch
 
-    from .cli import USER_ERRORS
+    from .cli_text import USER_ERRORS
     from .nerf.guard import FitDivergedError
     from .reconstruction import EmptyReconstructionError
 
@@ -99,7 +99,7 @@ class _PeakMemory:
 def _run_one(item: BatchItem, settings: JobSettings, place: Place, loaded: dict, should_stop: StopCheck | None,
              report, memory: _PeakMemory, previous: dict | None) -> dict:
     """Run one video's job; its row (done, or failed / interrupted with kind and message)."""
-    from .cli import one_line
+    from .cli_text import one_line
 
     started = time.perf_counter()
     memory.start()
@@ -187,7 +187,7 @@ def run_batch(items: list[BatchItem], make_settings: Callable[[BatchItem], JobSe
 
 
 def _settings_failure(item: BatchItem, exc: BaseException, out: Path, previous: dict | None) -> dict:
-    from .cli import one_line
+    from .cli_text import one_line
 
     return {"name": item.name, "status": "failed", "kind": "input", "exit_code": 2, "message": one_line(exc),
             "out": str(out / item.name), "attempts": (previous or {}).get("attempts", 0) + 1, "seconds": 0.0}

@@ -70,10 +70,9 @@ class _VideoBar:
         self.bar.close()
 
 
-def batch_command(a: argparse.Namespace) -> int:
-    """Run ``sv4d batch`` with parsed options; the exit code (``cli_text.BATCH_EPILOG``)."""
-    from .cli import job_settings
-
+def batch_command(a: argparse.Namespace, job_settings) -> int:
+    """Run ``sv4d batch`` with parsed options (``job_settings(a, video, out)``: ``cli.job_settings``); the exit code
+    (``cli_text.BATCH_EPILOG``)."""
     started = time.perf_counter()
     out = Path(a.out)
     if out.exists() and not out.is_dir():

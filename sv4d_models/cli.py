@@ -13,19 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 from . import cli_text
+from .cli_text import USER_ERRORS, one_line
 from .kinds import FOUR_D_KINDS, IMAGE_SIZE, OFFICIAL_VIDEO_FRAMES, ORBIT_KINDS, kind_list, kind_values
 from .console import ConsoleReporter
 from .images import FOREGROUND_THRESHOLD
 from .presets import FAST_FIT_STEPS, FAST_PRESET, PRESETS, default_preset, presets_help
-
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
-
 
 def _add_job_options(p: argparse.ArgumentParser, folder: bool = True) -> None:
     """The job's options (``sv4d run`` and ``sv4d batch``; ``folder``: --resume / --overwrite of one --out)."""
@@ -190,17 +186,6 @@ def _demo(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
     return run_demo(out=a.out, fast=a.fast, resume=a.resume, overwrite=a.overwrite, report=progress)
 
 
-def one_line(exc: BaseException) -> str:
-    """The message on one line, settings named as the options that set them (``steps=0`` -> ``--steps 0``)."""
-    text = " ".join(str(exc).split()).replace(" (overwrite=True)", "").replace("overwrite=True", "--overwrite")
-    return _OPTION.sub(lambda m: f"{cli_text.flag(m.group(1))} ", text)
-
-
-_OPTIONS = ("frames", "elevation", "steps", "seed", "image_size", "device", "fit_steps", "turntable_frames",
-            "turntable_size", "mesh_resolution", "mesh_threshold", "mask_threshold", "dtype", "mode", "preset")
-_OPTION = re.compile(r"(?<![\w.\-])(" + "|".join(_OPTIONS) + r")=")
-
-
 def main(argv: list[str] | None = None) -> int:
     from .threads import apply_threads, quiet_waiting, resolve_threads
 
@@ -233,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "batch":
             from .batch_cli import batch_command
 
-            return batch_command(a)
+            return batch_command(a, job_settings)
         manifest = _demo(a, progress) if a.cmd == "demo" else _run(a, progress)
     except (FitDivergedError, EmptyReconstructionError) as exc:
         progress.close()

@@ -1,13 +1,30 @@
-"""The ``sv4d`` command's help texts: descriptions, examples, exit codes and the output tree (kept apart from the
-parser so that ``cli.py`` reads as code)."""
+"""The ``sv4d`` command's words: help texts (descriptions, examples, exit codes, the output tree), the option
+spelling of a setting and the one-line error messages (kept apart from the parser so that ``cli.py`` reads as code;
+``sv4d run`` and ``sv4d batch`` rows share them)."""
 from __future__ import annotations
 
+import re
 from textwrap import fill
 
 
 def flag(name: str) -> str:
     """The CLI's spelling of a setting: ``fit_steps`` -> ``--fit-steps``, ``video`` -> ``VIDEO``."""
     return "VIDEO" if name == "video" else "--" + name.replace("_", "-")
+
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message on one line, settings named as the options that set them (``steps=0`` -> ``--steps 0``)."""
+    text = " ".join(str(exc).split()).replace(" (overwrite=True)", "").replace("overwrite=True", "--overwrite")
+    return _OPTION.sub(lambda m: f"{flag(m.group(1))} ", text)
+
+
+_OPTIONS = ("frames", "elevation", "steps", "seed", "image_size", "device", "fit_steps", "turntable_frames",
+            "turntable_size", "mesh_resolution", "mesh_threshold", "mask_threshold", "dtype", "mode", "preset")
+_OPTION = re.compile(r"(?<![\w.\-])(" + "|".join(_OPTIONS) + r")=")
 
 
 DESCRIPTION = fill("sv4d (same as python -m sv4d_models): one video of an object -> SV4D views of it from every side at "

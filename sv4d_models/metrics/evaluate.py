@@ -165,28 +165,42 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_evaluation(pred: str | Path, gt: str | Path, out: str | Path | None, s: EvalSettings,
-                   report: Reporter = lambda e: None) -> dict:
-    """Read, check, score, write ``out/metrics.json`` and ``out/metrics.md`` (atomic); returns the result dict."""
-    from ..files import atomic_write_json, atomic_write_text
+def load_pairs(pred: str | Path | torch.Tensor, gt: str | Path, drop_input_view: bool = False):
+    """``([(object, pred [F, V, H, W, 3], gt)], view names)`` from folders, or from a pred matrix tensor and a gt
+    folder; ValueError naming mismatched shapes or missing views."""
     from .matrix_io import check_pair, find_pairs, read_matrix
 
-    started = time.perf_counter()
-    nets = load_networks(s)  # missing weights fail before any video is decoded
+    if torch.is_tensor(pred):
+        g, g_views = read_matrix(gt)
+        found = [(Path(gt).name, pred.float(), [f"v{v:03d}" for v in range(pred.shape[1])], g, g_views)]
+    else:
+        found = [(n, *read_matrix(p), *read_matrix(g)) for n, p, g in find_pairs(pred, gt)]
     pairs, views = [], None
-    for name, p_dir, g_dir in find_pairs(pred, gt):
-        (p, p_views), (g, g_views) = read_matrix(p_dir), read_matrix(g_dir)
+    for name, p, p_views, g, g_views in found:
         check_pair(name, p, g, p_views, g_views)
-        if s.drop_input_view:
+        if drop_input_view:
             p, g, g_views = p[:, 1:], g[:, 1:], g_views[1:]
         if pairs and p.shape != pairs[0][1].shape:
             raise ValueError(f"{name}: matrix {list(p.shape)} differs from {pairs[0][0]}'s {list(pairs[0][1].shape)};"
                              " every object of a dataset needs the same frames, views and size")
         pairs.append((name, p, g))
         views = g_views
+    return pairs, views
+
+
+def run_evaluation(pred: str | Path | torch.Tensor, gt: str | Path, out: str | Path | None, s: EvalSettings,
+                   report: Reporter = lambda e: None) -> dict:
+    """Read, check, score, write ``out/metrics.json`` and ``out/metrics.md`` (atomic); returns the result dict.
+    ``pred`` may also be a matrix tensor ``[F, V, H, W, 3]`` (the ComfyUI node's SV4D_MATRIX)."""
+    from ..files import atomic_write_json, atomic_write_text
+
+    started = time.perf_counter()
+    nets = load_networks(s)  # missing weights fail before any video is decoded
+    pairs, views = load_pairs(pred, gt, s.drop_input_view)
     metrics = evaluate_pairs(pairs, s, views, report, nets)
     f, v, h, w, _ = pairs[0][1].shape
-    result = {"format": FORMAT, "pred": str(pred), "gt": str(gt), "objects": [n for n, _, _ in pairs],
+    result = {"format": FORMAT, "pred": "matrix input" if torch.is_tensor(pred) else str(pred), "gt": str(gt),
+              "objects": [n for n, _, _ in pairs],
               "matrix": {"frames": f, "views": v, "height": h, "width": w, "view_names": views},
               "settings": asdict(s), "weights": nets.sources, "metrics": metrics,
               "seconds": round(time.perf_counter() - started, 2)}
@@ -197,4 +211,4 @@ def run_evaluation(pred: str | Path, gt: str | Path, out: str | Path | None, s: 
 
 
 __all__ = ["EvalSettings", "METRICS", "IMAGE_METRICS", "LABELS", "load_networks", "image_scores", "evaluate_pairs",
-           "markdown_table", "run_evaluation", "Networks"]
+           "markdown_table", "run_evaluation", "load_pairs", "Networks"]

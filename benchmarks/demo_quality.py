@@ -35,19 +35,17 @@ HELD_OUT_SEED = 900_000
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean SSIM over cells ``[..., S, S, 3]`` in [0, 1] (scikit-image, Gaussian window as Wang et al. 2004)."""
-    from skimage.metrics import structural_similarity
+    """Mean SSIM over cells ``[..., S, S, 3]`` in [0, 1] (sv4d_models.metrics: equal to scikit-image's Gaussian SSIM)."""
+    from sv4d_models.metrics.image import ssim as ssim_per_image
 
-    a, b = a.reshape(-1, *a.shape[-3:]).numpy(), b.reshape(-1, *b.shape[-3:]).numpy()
-    return float(sum(structural_similarity(x, y, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                           use_sample_covariance=False) for x, y in zip(a, b)) / len(a))
+    return float(ssim_per_image(a, b).mean())
 
 
 def lpips_fn():
     """LPIPS callable on ``[N, S, S, 3]`` in [0, 1], or None when no local weights exist (nothing is downloaded)."""
     import warnings
 
-    from sv4d_models.nerf.lpips import load_lpips
+    from sv4d_models.metrics.lpips import load_lpips
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -57,9 +55,19 @@ def lpips_fn():
 
     @torch.no_grad()
     def fn(a: torch.Tensor, b: torch.Tensor) -> float:
-        x, y = (t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2) * 2 - 1 for t in (a, b))
+        x, y = (t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2) for t in (a, b))
         return float(model(x, y).mean())
     return fn
+
+
+def fvd_smoke(generated: list[torch.Tensor], truth: list[torch.Tensor]) -> dict:
+    """The four FVD paths with a RANDOM-weight I3D (seed 0): a smoke figure that the paths run end to end on the
+    demo's matrices, not comparable with any published FVD (real I3D weights are not available offline)."""
+    from sv4d_models.metrics.evaluate import EvalSettings, load_networks
+    from sv4d_models.metrics.fvd import fvd_scores
+
+    i3d = load_networks(EvalSettings(metrics=("fvd_f",), i3d="random")).i3d
+    return {k: v["value"] for k, v in fvd_scores(i3d, generated, truth).items()}
 
 
 def evaluate_scene(pipe, kind: str, seed: int, n_frames: int, lpips) -> dict:
@@ -74,7 +82,7 @@ def evaluate_scene(pipe, kind: str, seed: int, n_frames: int, lpips) -> dict:
            "ssim": ssim(gen, truth), "ssim_copy": ssim(copy, truth), "seconds": seconds}
     if lpips is not None:
         row.update(lpips=lpips(gen, truth), lpips_copy=lpips(copy, truth))
-    return {"row": row, "images": images, "gt": gt}
+    return {"row": row, "images": images, "gt": gt, "generated_novel": gen, "truth_novel": truth}
 
 
 def write_grid(images: torch.Tensor, gt: torch.Tensor, path: Path) -> None:
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-cfg", type=float, default=None, help="min guidance scale (None = the demo default)")
     p.add_argument("--seed-base", type=int, default=HELD_OUT_SEED, help="first scene seed (tune on other seeds)")
     p.add_argument("--no-grid", action="store_true", help="do not write benchmarks/out/demo_quality_grid.png")
+    p.add_argument("--no-fvd", action="store_true", help="skip the random-weight I3D FVD smoke figure")
     p.add_argument("--card", action="store_true", help="write the summary into the model's .json card")
     args = p.parse_args(argv)
     from sv4d_models.pipeline import SV4DPipeline
@@ -123,15 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     config = demo_pipeline_config(num_steps=args.steps, device="cpu", offload="cpu", **guidance)
     pipe = SV4DPipeline.from_checkpoints(args.model, config=config)
     lpips = lpips_fn()
-    rows = []
+    rows, generated, truth = [], [], []
     for i in range(args.per_kind):
         for j, kind in enumerate(KINDS):
             out = evaluate_scene(pipe, kind, args.seed_base + i * len(KINDS) + j, args.frames, lpips)
             rows.append(out["row"])
+            generated.append(out["generated_novel"])
+            truth.append(out["truth_novel"])
             if len(rows) == 1 and not args.no_grid:
                 write_grid(out["images"], out["gt"], REPO / "benchmarks" / "out" / "demo_quality_grid.png")
     print(table(rows))
     s = summarise(rows, args.steps)
+    if not args.no_fvd:
+        s["fvd_random_i3d_smoke"] = {k: round(v, 3) for k, v in fvd_smoke(generated, truth).items()}
+        print("FVD paths with a RANDOM-weight I3D (smoke figure only, not comparable with published FVDs): " +
+              ", ".join(f"{k} {v:.3f}" for k, v in s["fvd_random_i3d_smoke"].items()))
     lp = f", LPIPS {s['lpips']:.3f} vs {s['lpips_copy']:.3f}" if "lpips" in s else \
         ", LPIPS not computable offline (no local backbone weights)"
     guide = f"cfg {config['cfg']} / {config['min_cfg']}"

@@ -43,7 +43,7 @@ def use_bundled_library() -> None:
 use_bundled_library()
 
 # Node modules, each exporting NODES: list[type[io.ComfyNode]], in the order of the menu (stage by stage).
-NODE_MODULES: tuple[str, ...] = ("loaders", "inputs", "reference", "sampling", "grid", "reconstruction")
+NODE_MODULES: tuple[str, ...] = ("loaders", "inputs", "reference", "sampling", "grid", "reconstruction", "evaluate")
 
 
 def load_node_classes() -> list[type]:

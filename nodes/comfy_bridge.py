@@ -177,6 +177,21 @@ class StepProgress:
         self.bar.update_absolute(int(event["global_step"]) + 1, total, preview)
 
 
+class EventProgress:
+    """One ComfyUI progress bar fed the library's ``progress`` events (evaluation, exports)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, event: dict) -> None:
+        if event["type"] != events.PROGRESS:
+            return
+        total = max(1, int(event["total"]))
+        if self.bar is None:
+            self.bar = comfy.utils.ProgressBar(total)
+        self.bar.update_absolute(int(event["done"]), total)
+
+
 def orbit_columns(n: int) -> int:
     """Columns of a near-square mosaic of ``n`` latents (21 -> 7)."""
     return max(1, math.ceil(math.sqrt(n * 2)))

@@ -125,7 +125,7 @@ COMFY_SYMBOLS: dict[str, tuple[str, ...]] = {  # "module[.Class]": names used on
     "comfy.sd.VAE": ("encode", "decode"),
     "comfy.ldm.modules.attention": ("optimized_attention",),
     "latent_preview": ("get_previewer",),
-    "folder_paths": ("add_model_folder_path", "get_filename_list", "get_full_path", "models_dir",
+    "folder_paths": ("add_model_folder_path", "get_filename_list", "get_folder_paths", "get_full_path", "models_dir",
                      "get_output_directory", "get_temp_directory"),
 }
 

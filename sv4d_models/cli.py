@@ -92,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
     fmt = _DefaultsFormatter
     p = OneLineParser(prog="sv4d", description=cli_text.DESCRIPTION, epilog=cli_text.TOP_EPILOG, formatter_class=fmt)
     p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="cmd", metavar="{run,batch,demo}")
+    sub = p.add_subparsers(dest="cmd", metavar="{run,batch,demo,eval}")
     r = sub.add_parser("run", help="video -> SV4D views -> 4D asset", formatter_class=fmt,
                        description=cli_text.RUN_DESCRIPTION, epilog=cli_text.RUN_EPILOG)
     r.add_argument("video", help="video / gif / image folder of the object")
@@ -115,7 +115,47 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_threads(d)
+    _add_eval(sub.add_parser("eval", help="score generated views against ground truth (LPIPS, CLIP-S, FVD paths)",
+                             formatter_class=fmt, description=cli_text.EVAL_DESCRIPTION, epilog=cli_text.EVAL_EPILOG))
     return p
+
+
+def _metric_list(text: str) -> tuple[str, ...]:
+    from .metrics.evaluate import METRICS
+
+    names = METRICS if text == "all" else tuple(t.strip().lower().replace("-", "_") for t in text.split(",") if t)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown metrics {unknown}; choose from all, {', '.join(METRICS)}")
+    return names
+
+
+def _add_eval(e: argparse.ArgumentParser) -> None:
+    e.add_argument("--pred", required=True, help="generated matrix: a sv4d run folder, a folder of per-view videos "
+                                                 "or of f000_v00.png images, or a folder of such folders (a dataset)")
+    e.add_argument("--gt", required=True, help="ground truth in the same layout (objects matched by folder name)")
+    e.add_argument("--out", default=None, help="where metrics.json and metrics.md go (default: the --pred folder)")
+    e.add_argument("--metrics", type=_metric_list, default="all", help="comma-separated: psnr, ssim, lpips, clip, "
+                   "fvd_f, fvd_v, fvd_diag, fv4d, or all (default: all)")
+    g = e.add_argument_group("weights (never downloaded)")
+    g.add_argument("--weights", action="append", default=[], help="a folder holding the weight files (repeatable; "
+                   "also $SV4D_EVAL_WEIGHTS and ./checkpoints/eval)")
+    g.add_argument("--i3d", default=None, help="FVD network: i3d_pretrained_400.pt, rgb_imagenet.pt or "
+                   "i3d_torchscript.pt (default: found in the weight folders); 'random': random weights, a smoke "
+                   "figure only")
+    g.add_argument("--clip", default=None, help="CLIP-S tower: an SV4D/SV3D checkpoint or open_clip_model.safetensors "
+                   "(default: found in the weight folders, $SV4D_MODELS, ./checkpoints)")
+    g.add_argument("--clip-model", default=None, help="an open_clip model name when --clip is another open_clip "
+                                                      "checkpoint (default: the ViT-H-14 tower of the file)")
+    g.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone")
+    g.add_argument("--lpips-backbone", default=None, help="torchvision alexnet-owt-7be5be79.pth / vgg16-397923af.pth "
+                   "(default: the weight folders, then $TORCH_HOME/hub/checkpoints)")
+    g = e.add_argument_group("scoring")
+    g.add_argument("--drop-input-view", action="store_true", help="score views 1.. only (view 0 is the input video)")
+    g.add_argument("--device", default="cpu", help="cpu / cuda / cuda:N")
+    g.add_argument("--batch", type=int, default=4, help="videos per I3D call (images per LPIPS / CLIP call: 4x)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(e)
 
 
 def _version() -> str:
@@ -186,6 +226,17 @@ def _demo(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
     return run_demo(out=a.out, fast=a.fast, resume=a.resume, overwrite=a.overwrite, report=progress)
 
 
+def _eval(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
+    from .metrics.evaluate import EvalSettings, run_evaluation
+    from .validate import check_device
+
+    settings = EvalSettings(metrics=a.metrics if isinstance(a.metrics, tuple) else _metric_list(a.metrics),
+                            lpips_net=a.lpips_net, lpips_backbone=a.lpips_backbone, clip=a.clip,
+                            clip_model=a.clip_model, i3d=a.i3d, weights=tuple(a.weights),
+                            drop_input_view=a.drop_input_view, device=check_device(a.device), batch=a.batch)
+    return run_evaluation(a.pred, a.gt, a.out or a.pred, settings, progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .threads import apply_threads, quiet_waiting, resolve_threads
 
@@ -219,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             from .batch_cli import batch_command
 
             return batch_command(a, job_settings)
-        manifest = _demo(a, progress) if a.cmd == "demo" else _run(a, progress)
+        manifest = {"demo": _demo, "run": _run, "eval": _eval}[a.cmd](a, progress)
     except (FitDivergedError, EmptyReconstructionError) as exc:
         progress.close()
         print(f"sv4d: the job failed: {one_line(exc)}", file=sys.stderr)
@@ -236,7 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(previous)
     progress.close()
-    if not getattr(a, "quiet", False):
+    if a.cmd == "eval":
+        from .metrics.evaluate import markdown_table
+
+        print(markdown_table(manifest), end="")
+        print(f"sv4d: wrote {Path(a.out or a.pred) / 'metrics.json'} and metrics.md ({manifest['seconds']:.1f} s)")
+    elif not getattr(a, "quiet", False):
         print(json.dumps({k: manifest[k] for k in ("outputs", "timings_s") if k in manifest}, indent=1))
     return 0
 

@@ -62,6 +62,33 @@ output (in --out):
 
 {EXIT_CODES}"""
 
+EVAL_DESCRIPTION = fill("Score a generated image matrix (frames x views) against ground truth as the SV4D paper does: "
+                    "per-image PSNR, SSIM, LPIPS and CLIP-S, and FVD read along the matrix in four ways (FVD-F over "
+                    "frames per view, FVD-V over views per frame, FVD-Diag along the diagonals, FV4D over every image "
+                    "in a bidirectional raster scan). Weights are read from local files only.")
+
+EVAL_EPILOG = f"""examples:
+  sv4d eval --pred runs/cat --gt renders/cat --weights eval_weights
+  sv4d eval --pred out/consistent4d --gt data/consistent4d_gt --drop-input-view
+  sv4d eval --pred runs/cat --gt renders/cat --metrics psnr,ssim,fvd_f --i3d random   (a smoke figure)
+
+layouts (--pred and --gt alike):
+  RUN/videos/v000.mp4 ...      a sv4d run folder (one video per view)
+  DIR/<view>.mp4 | .gif ...    per-view videos, views in name order
+  DIR/f000_v00.png ...         one image per (frame, view)
+  DIR/<object>/...             a dataset: one of the above per object; FVD is pooled over all objects
+
+weight files (--weights DIR, $SV4D_EVAL_WEIGHTS, ./checkpoints/eval):
+  FVD     i3d_pretrained_400.pt (VideoGPT) | rgb_imagenet.pt (pytorch-i3d) | i3d_torchscript.pt (StyleGAN-V)
+  CLIP-S  sv4d.safetensors (its OpenCLIP ViT-H-14 tower; also $SV4D_MODELS) | open_clip_model.safetensors
+  LPIPS   alexnet-owt-7be5be79.pth | vgg16-397923af.pth (also $TORCH_HOME/hub/checkpoints)
+
+output (in --out, default the --pred folder): metrics.json (every number, per object and per view), metrics.md
+
+exit codes:
+  0    done
+  2    bad input: a missing folder, view or weight file, mismatched shapes; one line on stderr"""
+
 DEMO_DESCRIPTION = fill("The whole job on the bundled sample clip (a synthetic toy scene) with the bundled 64 px demo "
                     "model: no downloads, CPU only. It also compares the generated views with the scene's true views "
                     "and reports the reconstruction's PSNR on held-out views and frames.")

@@ -52,6 +52,7 @@ NODE_WIDGETS = {  # node id: {widget: (min, max, is_int)}; test_node_widget_tabl
     "SV4D_FitNeRF": {"nerf_seed": (0, 2**31 - 1, True), "mask_threshold": (0.5, 1.0, False)},
     "SV4D_RenderTurntable": {"frames": (0, 1000, True), "size": (0, 2048, True), "fps": (0.1, 120.0, False)},
     "SV4D_ExportAsset": {"mesh_resolution": (0, 512, True), "mesh_threshold": (0.0, 1000.0, False), "fps": (0.1, 120.0, False)},
+    "SV4D_EvaluateMatrix": {"batch": (1, 64, True)},
 }
 
 

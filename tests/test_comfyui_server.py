@@ -86,7 +86,7 @@ def test_pack_imports_cleanly(server):
 def test_object_info_lists_every_node_with_its_schema(server):
     info = server.get("/object_info")
     ours = sorted(k for k in info if k.startswith("SV4D_"))
-    assert len(ours) == 11
+    assert len(ours) == 12
     for name in ours:
         node = info[name]
         assert node["category"].startswith("SV4D/") and node["description"]

@@ -15,7 +15,7 @@ from sv4d_models.camera import pixel_rays
 from sv4d_models.nerf.fit_config import NeRFFitConfig
 from sv4d_models.nerf.fit_config import tiny_preset
 from sv4d_models.nerf.hashgrid import HashGridConfig
-from sv4d_models.nerf.lpips import LPIPS, load_lpips
+from sv4d_models.metrics.lpips import LPIPSDistance, load_lpips, lpips_network
 from sv4d_models.nerf.renderer import (OccupancyGrid, ray_aabb, render_rays, stratified_samples,
                                        weights_from_alpha, weights_from_density)
 
@@ -165,9 +165,11 @@ def test_losses_basic():
 
 
 def test_lpips_random_backbone_and_missing_weights(tmp_path, monkeypatch):
+    """The fit's LPIPS term (the lpips package, sv4d_models.metrics.lpips): gradients reach the image, missing files
+    drop the term with one warning, a torchvision-named backbone checkpoint loads."""
     for net in ("alex", "vgg"):
-        lp = LPIPS(net, generator=torch.Generator().manual_seed(0))
-        assert any(k.startswith("features.0.weight") for k in lp.state_dict())
+        torch.manual_seed(0)
+        lp = LPIPSDistance(lpips_network(net))
         x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
         y = (x + 0.2 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
         x.requires_grad_(True)
@@ -175,17 +177,18 @@ def test_lpips_random_backbone_and_missing_weights(tmp_path, monkeypatch):
         assert d.shape == (2,) and float(lp(y, y).abs().max()) < 1e-6
         d.sum().backward()
         assert x.grad is not None and x.grad.abs().sum() > 0
+        assert not any(p.requires_grad for p in lp.parameters())
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        assert load_lpips("alex", heads_path=str(tmp_path / "none.pth")) is None
-    assert any("LPIPS(alex) disabled" in str(r.message) for r in rec)
-    # A torchvision-named checkpoint round-trips through load_weights.
-    lp = LPIPS("alex", generator=torch.Generator().manual_seed(5))
-    torch.save({f"features.{k}": v for k, v in lp.features.state_dict().items()}, tmp_path / "bb.pth")
-    torch.save({k: v for k, v in lp.state_dict().items() if k.startswith("lin")}, tmp_path / "heads.pth")
-    lp2 = load_lpips("alex", str(tmp_path / "bb.pth"), str(tmp_path / "heads.pth"))
-    assert lp2 is not None and torch.equal(lp2.features[0].weight, lp.features[0].weight)
+        assert load_lpips("alex") is None
+    assert any("LPIPS(alex) disabled" in str(r.message) and "alexnet-owt-7be5be79.pth" in str(r.message) for r in rec)
+    torch.manual_seed(5)
+    net = lpips_network("alex")
+    torch.save({f"features.{k.split('.', 2)[1]}.{k.split('.', 2)[2]}": v
+                for k, v in net.net.state_dict().items()}, tmp_path / "bb.pth")
+    lp2 = load_lpips("alex", str(tmp_path / "bb.pth"))
+    assert lp2 is not None and torch.equal(lp2.model.net.slice1[0].weight, net.net.slice1[0].weight)
 
 
 def test_config_from_dict_strict():

@@ -25,7 +25,7 @@ def hostile(path: Path, marker: Path) -> Path:
 
 def test_hostile_pickle_never_runs(tmp_path):
     from sv4d_models.nerf.fit import load_fit_result
-    from sv4d_models.nerf.lpips import LPIPS
+    from sv4d_models.metrics.lpips import load_lpips_weights, lpips_network
     from sv4d_models.pipeline.store import PassStore
 
     marker = tmp_path / "pwned"
@@ -36,7 +36,7 @@ def test_hostile_pickle_never_runs(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         store.load_pass(0)
     with pytest.raises(pickle.UnpicklingError):
-        LPIPS("alex").load_weights(hostile(tmp_path / "alex.pth", marker), tmp_path / "heads.pth")
+        load_lpips_weights(lpips_network("alex"), hostile(tmp_path / "alex.pth", marker), tmp_path / "heads.pth")
     assert not marker.exists()
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ..camera import Cameras, pixel_rays
+from ..metrics.lpips import LPIPSDistance, load_lpips
 from . import losses as L
 from .deformation import max_time_bands
 from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
-from .lpips import LPIPS, load_lpips
 from .renderer import OccupancyGrid, render, render_rays
 
 
@@ -29,7 +29,7 @@ class TrainState:
     fov_deg: float
     times: torch.Tensor  # [F] float64 (CPU)
     normal_maps: torch.Tensor | None = None  # [F, V, H, W, 3]
-    lpips: LPIPS | None = None
+    lpips: LPIPSDistance | None = None
     step: int = 0
     history: list = field(default_factory=list)
     lr_scale: float = 1.0  # lowered by the divergence guard after a rollback

@@ -147,3 +147,29 @@ def tiny_preset(**overrides) -> NeRFFitConfig:
         dynamic_lr_warmup=0)
     return dataclasses.replace(cfg, **overrides)
 
+
+
+# Field designs compared by ``benchmarks/nerf_quality.py --designs`` (issue 23). A design sets what moves the field
+# and the regularisers that design needs; sizes (hash grid, planes, MLPs) stay the preset's.
+DESIGN_REGULARISERS = {"plane_tv": 0.1, "time_smooth": 1.0, "time_l1": 0.1, "distortion": 1.0, "floater": 10.0}
+DESIGNS = {
+    # hash grid + D-NeRF deformation MLP (frequency-encoded x and t): the design before issue 23
+    "hash_mlp": {"field": {"encoding": "hash", "motion": "warp", "deformation": {"encoding": "frequency"}},
+                 "loss": {k: 0.0 for k in DESIGN_REGULARISERS}},
+    # K-Planes: three space planes x three space-time planes per scale, no warp
+    "kplanes": {"field": {"encoding": "kplanes", "motion": "planes"}, "loss": DESIGN_REGULARISERS},
+    # K-Planes space planes as the canonical field + the deformation MLP
+    "kplanes_warp": {"field": {"encoding": "kplanes", "motion": "warp", "deformation": {"encoding": "frequency"}},
+                     "loss": {**DESIGN_REGULARISERS, "time_smooth": 0.0, "time_l1": 0.0}},
+}
+
+
+def with_design(cfg: NeRFFitConfig, design: str) -> NeRFFitConfig:
+    """``cfg`` with the field design ``design`` (a key of ``DESIGNS``); sizes unchanged."""
+    if design not in DESIGNS:
+        raise ValueError(f"design={design!r}; use one of {', '.join(DESIGNS)}")
+    spec = DESIGNS[design]
+    deformation = dataclasses.replace(cfg.field.deformation, **spec["field"].get("deformation", {}))
+    field_cfg = dataclasses.replace(cfg.field, **{k: v for k, v in spec["field"].items() if k != "deformation"},
+                                    deformation=deformation)
+    return dataclasses.replace(cfg, field=field_cfg, loss=dataclasses.replace(cfg.loss, **spec["loss"]))

@@ -36,7 +36,10 @@ def test_planes_shapes_and_static_start():
 
 
 def test_field_reads_time_only_in_the_dynamic_stage():
-    model = DynamicNeRF(FieldConfig(encoding="kplanes", motion="planes"), torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="needs the number of frames"):
+        DynamicNeRF(FieldConfig(encoding="kplanes", motion="planes"))
+    model = DynamicNeRF(FieldConfig(encoding="kplanes", motion="planes"), torch.Generator().manual_seed(0), n_frames=7)
+    assert model.encoding.time[0].shape[2] == 7  # time_resolution 0: one row per frame
     with torch.no_grad():
         for p in model.encoding.time:
             p.add_(torch.rand(p.shape, generator=torch.Generator().manual_seed(1)))
@@ -63,6 +66,8 @@ def test_field_design_refusals(bad, match):
 def test_planes_config_refusals_and_round_trip():
     with pytest.raises(ValueError, match="coarsest scale under 2 cells"):
         KPlanesConfig(resolution=8, n_scales=4)
+    with pytest.raises(ValueError, match="time_resolution=1 cannot move"):
+        KPlanesConfig(time_resolution=1)
     with pytest.raises(ValueError, match="init_low"):
         KPlanesConfig(init_low=0.5, init_high=0.1)
     with pytest.raises(ValueError, match="design='nerfies'"):

@@ -22,7 +22,7 @@ from .kplanes import KPlanes, KPlanesConfig
 
 
 def _deformation_planes() -> KPlanesConfig:
-    return KPlanesConfig(resolution=32, n_scales=2, time_resolution=9, features=8)
+    return KPlanesConfig(resolution=32, n_scales=2, time_resolution=0, features=8)
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,11 @@ def cosine_window(alpha: float, n_freq: int, device=None, dtype=torch.float32) -
 class Deformation(nn.Module):
     """``forward(x_hat [N, 3] in [0,1], t [N]) -> dx [N, 3]`` (offsets in normalised [0, 1] units)."""
 
-    def __init__(self, cfg: DeformationConfig = DeformationConfig(), generator: torch.Generator | None = None):
+    def __init__(self, cfg: DeformationConfig = DeformationConfig(), generator: torch.Generator | None = None,
+                 n_frames: int | None = None):
         super().__init__()
         self.cfg = cfg
-        self.planes = KPlanes(cfg.planes, True, generator) if cfg.encoding == "planes" else None
+        self.planes = KPlanes(cfg.planes.for_frames(n_frames), True, generator) if cfg.encoding == "planes" else None
         in_dim = self.planes.n_output_dims if self.planes is not None else \
             3 * (1 + 2 * cfg.n_freq_x) + (1 + 2 * cfg.n_freq_t)
         self.skip_at = cfg.n_hidden_layers // 2 if cfg.n_hidden_layers >= 4 else -1

@@ -97,11 +97,15 @@ class _TruncExp(torch.autograd.Function):
 class DynamicNeRF(nn.Module):
     """Hash grid + deformation, or K-Planes. See the module docstring for the query API."""
 
-    def __init__(self, cfg: FieldConfig = FieldConfig(), generator: torch.Generator | None = None):
+    def __init__(self, cfg: FieldConfig = FieldConfig(), generator: torch.Generator | None = None,
+                 n_frames: int | None = None):
+        """``n_frames``: frames of the fitted matrix (sets the space-time planes' rows when their
+        ``time_resolution`` is 0)."""
         super().__init__()
         self.cfg = cfg
         time_planes = cfg.dynamic and cfg.motion == "planes"
-        self.encoding = KPlanes(cfg.kplanes, time_planes, generator) if cfg.encoding == "kplanes" else \
+        planes = cfg.kplanes.for_frames(n_frames) if time_planes else cfg.kplanes
+        self.encoding = KPlanes(planes, time_planes, generator) if cfg.encoding == "kplanes" else \
             HashGrid(cfg.grid, backend=cfg.backend, generator=generator)
         n_enc = self.encoding.n_output_dims
         self.density_mlp = nn.Sequential(nn.Linear(n_enc, cfg.hidden, bias=False), nn.ReLU(),
@@ -109,7 +113,8 @@ class DynamicNeRF(nn.Module):
         self.color_mlp = nn.Sequential(nn.Linear(n_enc, cfg.hidden, bias=False), nn.ReLU(),
                                        nn.Linear(cfg.hidden, 3, bias=False))
         init_linear([self.density_mlp[0], self.density_mlp[2], self.color_mlp[0], self.color_mlp[2]], generator)
-        self.deformation = Deformation(cfg.deformation, generator) if cfg.dynamic and not time_planes else None
+        self.deformation = Deformation(cfg.deformation, generator, n_frames) if cfg.dynamic and not time_planes \
+            else None
         self.use_deformation = True  # the trainer switches it off (deformation / time planes) in the static stage
 
     def dynamic_parameters(self) -> list:

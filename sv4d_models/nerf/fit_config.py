@@ -11,6 +11,7 @@ from .deformation import DeformationConfig
 from .field import FieldConfig
 from .guard import GuardConfig
 from .hashgrid import HashGridConfig
+from .kplanes import KPlanesConfig
 from .losses import LossConfig
 from .renderer import OccupancyConfig
 
@@ -117,38 +118,6 @@ FIT_BOUNDS = {"seed": RANGES["seed"], "n_samples": (1, 4096, "samples per ray; m
               "render_chunk": (1, 2**24, "rays per render call; memory grows with it")}
 
 
-def cpu_preset(**overrides) -> NeRFFitConfig:
-    """Preview quality on a CPU (nerf4d.md 6.3): L8 T2^15 grid (N_max 256), 64-wide MLPs, deformation 2x64,
-    48 samples, 64 px renders, 2 frames x 2 views per step, 150 + 350 steps, LPIPS/normal terms off."""
-    cfg = NeRFFitConfig(
-        field=FieldConfig(grid=HashGridConfig(n_levels=8, log2_hashmap_size=15, base_resolution=16,
-                                              per_level_scale=2 ** (4 / 7)),
-                          deformation=DeformationConfig(n_freq_x=4, n_freq_t=4, hidden=64, n_hidden_layers=2),
-                          hidden=64),
-        loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=10.0),
-        occupancy=OccupancyConfig(resolution=32, warmup_steps=32, update_every=16),
-        n_samples=48, static_steps=150, dynamic_steps=350, static_views_per_step=4,
-        dynamic_frames_per_step=2, dynamic_views_per_step=2, resolution_schedule=((0, 32), (50, 64)),
-        max_render_size=64, lr_deformation=0.005, checkpoint_every=50)
-    return dataclasses.replace(cfg, **overrides)
-
-
-def tiny_preset(**overrides) -> NeRFFitConfig:
-    """Tiny CI configuration (nerf4d.md 6.4): L6 T2^12 N_max 64, MLP 32, deformation 2x32, 24 samples, 24 px."""
-    cfg = NeRFFitConfig(
-        field=FieldConfig(grid=HashGridConfig(n_levels=6, log2_hashmap_size=12, base_resolution=8,
-                                              per_level_scale=2 ** (3 / 5)),
-                          deformation=DeformationConfig(n_freq_x=4, n_freq_t=4, hidden=32, n_hidden_layers=2),
-                          hidden=32, backend="torch"),
-        loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=0.0),
-        occupancy=OccupancyConfig(resolution=16, warmup_steps=16, update_every=8),
-        n_samples=24, static_steps=40, dynamic_steps=40, static_views_per_step=0, dynamic_frames_per_step=2,
-        dynamic_views_per_step=2, resolution_schedule=((0, 24),), max_render_size=24, checkpoint_every=20,
-        dynamic_lr_warmup=0)
-    return dataclasses.replace(cfg, **overrides)
-
-
-
 # Field designs compared by ``benchmarks/nerf_quality.py --designs`` (issue 23). A design sets what moves the field
 # and the regularisers that design needs; sizes (hash grid, planes, MLPs) stay the preset's.
 DESIGN_REGULARISERS = {"plane_tv": 0.1, "time_smooth": 1.0, "time_l1": 0.1, "distortion": 1.0, "floater": 10.0}
@@ -173,3 +142,40 @@ def with_design(cfg: NeRFFitConfig, design: str) -> NeRFFitConfig:
     field_cfg = dataclasses.replace(cfg.field, **{k: v for k, v in spec["field"].items() if k != "deformation"},
                                     deformation=deformation)
     return dataclasses.replace(cfg, field=field_cfg, loss=dataclasses.replace(cfg.loss, **spec["loss"]))
+
+
+def cpu_preset(**overrides) -> NeRFFitConfig:
+    """Preview quality on a CPU, chosen on ``benchmarks/nerf_quality.py`` (issue 23): K-Planes (64 px finest plane, 3
+    scales, 8 channels, a row per frame) with 64-wide MLPs and the sparse-view regularisers, 48 samples, 64 px renders,
+    2 frames x 2 views per step, 150 + 350 steps. The hash-grid + deformation-MLP design (``with_design(cfg,
+    "hash_mlp")``) keeps its sizes here: L8 T2^15 grid (N_max 256), deformation 2x64."""
+    cfg = NeRFFitConfig(
+        field=FieldConfig(encoding="kplanes", motion="planes",
+                          kplanes=KPlanesConfig(resolution=64, n_scales=3, time_resolution=0, features=8),
+                          grid=HashGridConfig(n_levels=8, log2_hashmap_size=15, base_resolution=16,
+                                              per_level_scale=2 ** (4 / 7)),
+                          deformation=DeformationConfig(n_freq_x=4, n_freq_t=4, hidden=64, n_hidden_layers=2),
+                          hidden=64),
+        loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=10.0, **DESIGN_REGULARISERS),
+        occupancy=OccupancyConfig(resolution=32, warmup_steps=32, update_every=16),
+        n_samples=48, static_steps=150, dynamic_steps=350, static_views_per_step=4,
+        dynamic_frames_per_step=2, dynamic_views_per_step=2, resolution_schedule=((0, 32), (50, 64)),
+        max_render_size=64, lr_deformation=0.005, checkpoint_every=50)
+    return dataclasses.replace(cfg, **overrides)
+
+
+def tiny_preset(**overrides) -> NeRFFitConfig:
+    """Tiny CI configuration (nerf4d.md 6.4): L6 T2^12 N_max 64, MLP 32, deformation 2x32, 24 samples, 24 px."""
+    cfg = NeRFFitConfig(
+        field=FieldConfig(grid=HashGridConfig(n_levels=6, log2_hashmap_size=12, base_resolution=8,
+                                              per_level_scale=2 ** (3 / 5)),
+                          deformation=DeformationConfig(n_freq_x=4, n_freq_t=4, hidden=32, n_hidden_layers=2),
+                          hidden=32, backend="torch"),
+        loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=0.0),
+        occupancy=OccupancyConfig(resolution=16, warmup_steps=16, update_every=8),
+        n_samples=24, static_steps=40, dynamic_steps=40, static_views_per_step=0, dynamic_frames_per_step=2,
+        dynamic_views_per_step=2, resolution_schedule=((0, 24),), max_render_size=24, checkpoint_every=20,
+        dynamic_lr_warmup=0)
+    return dataclasses.replace(cfg, **overrides)
+
+

@@ -40,7 +40,7 @@ def build_state(cfg: NeRFFitConfig, images, masks, c2w, fov_deg, times, normal_m
     dev, dtype = images.device, images.dtype
     if not dtype.is_floating_point:
         raise TypeError(f"images must be a float tensor in [0, 1], got {dtype}")
-    model = DynamicNeRF(cfg.field, generator=torch.Generator().manual_seed(cfg.seed)).to(dev, dtype)
+    model = DynamicNeRF(cfg.field, torch.Generator().manual_seed(cfg.seed), len(times)).to(dev, dtype)
     occ = None
     if cfg.occupancy.enabled:
         occ = OccupancyGrid(cfg.field.aabb_half_size, cfg.occupancy.resolution, cfg.occupancy.ema_decay,

@@ -18,6 +18,7 @@ scales (rows at t = k / (time_resolution - 1)).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +35,7 @@ SPACE_PAIRS = ((0, 1), (0, 2), (1, 2))  # (x, y), (x, z), (y, z); then (x, t), (
 class KPlanesConfig:
     resolution: int = 64  # spatial cells per axis at the finest scale
     n_scales: int = 3  # finest / 2^k for k < n_scales
-    time_resolution: int = 9  # rows along t (9 = one per frame of a 9-frame matrix)
+    time_resolution: int = 0  # rows along t; 0 = one per frame of the fitted matrix
     features: int = 16  # channels per plane (output: features * n_scales)
     init_low: float = 0.1  # spatial planes start uniform in [init_low, init_high]
     init_high: float = 0.5
@@ -42,13 +43,15 @@ class KPlanesConfig:
     def __post_init__(self) -> None:
         check_fields(self, {"resolution": (2, 2048, "cells per axis; memory grows with its square"),
                             "n_scales": (1, 8, "scales; the coarsest is resolution / 2^(n_scales - 1)"),
-                            "time_resolution": (2, 1024, "rows along t"),
+                            "time_resolution": (0, 1024, "rows along t; 0 = one per frame"),
                             "features": (1, 256, "channels per plane"),
                             "init_low": (-10.0, 10.0, "initial plane value"),
                             "init_high": (-10.0, 10.0, "initial plane value")}, "field.kplanes")
         if self.resolution >> (self.n_scales - 1) < 2:
             raise ValueError(f"field.kplanes: resolution={self.resolution} with n_scales={self.n_scales} leaves a "
                              "coarsest scale under 2 cells; lower n_scales or raise resolution")
+        if self.time_resolution == 1:
+            raise ValueError("field.kplanes: time_resolution=1 cannot move; use 0 (one row per frame) or >= 2")
         if self.init_high < self.init_low:
             raise ValueError(f"field.kplanes: init_low={self.init_low} > init_high={self.init_high}; swap them")
 
@@ -56,6 +59,14 @@ class KPlanesConfig:
     def from_dict(cls, d: dict) -> "KPlanesConfig":
         check_known_keys(cls, d)
         return cls(**d)
+
+    def for_frames(self, n_frames: int | None) -> "KPlanesConfig":
+        """This config with ``time_resolution`` 0 resolved to one row per frame (at least 2)."""
+        if self.time_resolution:
+            return self
+        if n_frames is None:
+            raise ValueError("field.kplanes.time_resolution=0 (one row per frame) needs the number of frames")
+        return dataclasses.replace(self, time_resolution=max(2, int(n_frames)))
 
     def scale_resolutions(self) -> list[int]:
         return [self.resolution >> (self.n_scales - 1 - k) for k in range(self.n_scales)]
@@ -73,6 +84,8 @@ class KPlanes(nn.Module):
     def __init__(self, cfg: KPlanesConfig = KPlanesConfig(), dynamic: bool = True,
                  generator: torch.Generator | None = None):
         super().__init__()
+        if dynamic and not cfg.time_resolution:
+            raise ValueError("KPlanes: time_resolution=0 must be resolved with KPlanesConfig.for_frames(n_frames)")
         self.cfg = cfg
         lo, hi = cfg.init_low, cfg.init_high
         c = cfg.features

@@ -17,8 +17,11 @@ the float summation order, so 1 and 2 threads are separate cells); results go to
 finish, so a rerun continues where the last one stopped; cells run side by side while their threads fit in
 ``--cores``. Load on the machine changes the seconds, not the PSNR.
 
-Usage:  python benchmarks/nerf_quality.py [--presets tiny cpu] [--kinds static rigid nonrigid] [--seeds 0 1 2]
-                                          [--threads 1 2] [--results benchmarks/out/nerf_quality.jsonl]
+Designs (``--designs``): ``preset`` is the preset as shipped; any name of ``sv4d_models.nerf.fit_config.DESIGNS``
+fits the same preset with that field design instead (the design comparison of issue 23: same cells, same steps).
+
+Usage:  python benchmarks/nerf_quality.py [--presets tiny cpu] [--designs preset hash_mlp] [--kinds static rigid
+                                          nonrigid] [--seeds 0 1 2] [--threads 1 2] [--results FILE] [--report]
 Prints one markdown table (the README's) and one summary line against the goal: no cell diverges, every
 cpu-preset cell >= 24 dB on both held-out sets.
 """
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 GOAL_DB = 24.0
+GOAL_SECONDS = 90  # per cpu-preset cell on 2 threads (issue 23)
 HELD_OUT_AZIMUTHS = (20.0, 80.0, 200.0, 340.0)  # between the SV4D matrix columns (6-14 deg from the nearest)
 N_FRAMES, SIZE = 9, 64
 
@@ -45,12 +49,13 @@ def _mean(xs: list) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def fit_cell(preset: str, kind: str, seed: int) -> dict:
+def fit_cell(preset: str, kind: str, seed: int, design: str = "preset") -> dict:
     """Fit one cell in this process and score it (see the module docstring)."""
     import torch
 
     from sv4d_models.camera import Cameras
     from sv4d_models.nerf.fit import fit_dynamic_nerf
+    from sv4d_models.nerf.fit_config import with_design
     from sv4d_models.presets import get_preset
     from sv4d_models.nerf.quality import evaluate, summarise
     from sv4d_models.synthetic import SyntheticScene
@@ -59,8 +64,10 @@ def fit_cell(preset: str, kind: str, seed: int) -> dict:
     scene = SyntheticScene.make(kind=kind, seed=seed)
     gt = scene.render_matrix(model_kind="sv4d", n_frames=N_FRAMES, size=SIZE)
     cfg = get_preset(preset).fit_config()
+    if design != "preset":
+        cfg = with_design(cfg, design)
     t0 = time.perf_counter()
-    row = {"preset": preset, "kind": kind, "seed": seed, "threads": torch.get_num_threads()}
+    row = {"preset": preset, "design": design, "kind": kind, "seed": seed, "threads": torch.get_num_threads()}
     try:
         fit = fit_dynamic_nerf(gt["images"], gt["masks"], gt["cameras"], gt["times"], cfg)
     except Exception as exc:  # noqa: BLE001 - a failed fit is a result of this benchmark (diverged)
@@ -91,28 +98,29 @@ def fit_cell(preset: str, kind: str, seed: int) -> dict:
             "diverged": bool(fit.rollbacks) or min_cov < 0.5 or not recovered}
 
 
-def run_cell(preset: str, kind: str, seed: int, threads: int) -> dict:
+def run_cell(preset: str, design: str, kind: str, seed: int, threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, __file__, "--cell", preset, kind, str(seed)]
+    cmd = [sys.executable, __file__, "--cell", preset, design, kind, str(seed)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"preset": preset, "kind": kind, "seed": seed, "threads": threads, "diverged": True,
+        return {"preset": preset, "design": design, "kind": kind, "seed": seed, "threads": threads, "diverged": True,
                 "error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] or ''}"}
     return json.loads(lines[-1])
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| preset | scene | seed | threads | held-out views dB | held-out times dB | fitted views dB | "
-           "diverged | fit s |", "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| preset | design | scene | seed | threads | held-out views dB | held-out times dB | fitted views dB | "
+           "diverged | fit s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        head = f"| {r['preset']} | {r.get('design', 'preset')} | {r['kind']} | {r['seed']} | {r['threads']} |"
         if "error" in r:
-            out.append(f"| {r['preset']} | {r['kind']} | {r['seed']} | {r['threads']} | - | - | - | "
+            out.append(f"{head} - | - | - | "
                        f"yes ({r['error'][:60]}) | - |")
             continue
         why = [w for w, bad in (("rollback", r["rollbacks"]), ("blank", r["min_coverage_ratio"] < 0.5),
                                 ("loss", not r["loss_recovered"])) if bad]
-        out.append(f"| {r['preset']} | {r['kind']} | {r['seed']} | {r['threads']} | {r['psnr_views']:.2f} | "
+        out.append(f"{head} {r['psnr_views']:.2f} | "
                    f"{r['psnr_times']:.2f} | {r['psnr_train']:.2f} | {'yes: ' + ', '.join(why) if why else 'no'} | "
                    f"{r['seconds']:.0f} |")
     return "\n".join(out)
@@ -120,17 +128,21 @@ def table(rows: list[dict]) -> str:
 
 def summary(rows: list[dict]) -> str:
     div = [r for r in rows if r["diverged"]]
-    cpu = [r for r in rows if r["preset"] == "cpu" and "error" not in r]
+    cpu = [r for r in rows if r["preset"] == "cpu" and r.get("design", "preset") == "preset" and "error" not in r]
     below = [r for r in cpu if min(r["psnr_views"], r["psnr_times"]) < GOAL_DB]
     worst = min((min(r["psnr_views"], r["psnr_times"]) for r in cpu), default=float("nan"))
-    ok = not div and not below
+    slowest = max((r["seconds"] for r in cpu if r["threads"] == 2), default=float("nan"))
+    ok = not div and not below and slowest <= GOAL_SECONDS
     return (f"summary: {len(rows)} cells, {len(div)} diverged; cpu preset: {len(cpu) - len(below)}/{len(cpu)} cells "
-            f">= {GOAL_DB:.0f} dB on both held-out sets (worst {worst:.2f} dB) -> goal {'met' if ok else 'NOT met'}")
+            f">= {GOAL_DB:.0f} dB on both held-out sets (worst {worst:.2f} dB), slowest 2-thread cell {slowest:.0f} s "
+            f"(goal <= {GOAL_SECONDS} s) -> goal {'met' if ok else 'NOT met'}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["tiny", "cpu"])
+    ap.add_argument("--designs", nargs="+", default=["preset"],
+                    help="'preset' (as shipped) and / or names of sv4d_models.nerf.fit_config.DESIGNS")
     ap.add_argument("--kinds", nargs="+", default=["static", "rigid", "nonrigid"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -140,10 +152,10 @@ def main(argv=None) -> int:
                     help="cells run side by side while their threads fit in this many cores (default: all)")
     ap.add_argument("--report", action="store_true",
                     help="print the table of every cell in --results (from several runs) and exit")
-    ap.add_argument("--cell", nargs=3, metavar=("PRESET", "KIND", "SEED"), help=argparse.SUPPRESS)
+    ap.add_argument("--cell", nargs=4, metavar=("PRESET", "DESIGN", "KIND", "SEED"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.cell:
-        print(json.dumps(fit_cell(a.cell[0], a.cell[1], int(a.cell[2]))), flush=True)
+        print(json.dumps(fit_cell(a.cell[0], a.cell[2], int(a.cell[3]), a.cell[1])), flush=True)
         return 0
     path = Path(a.results)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,31 +163,33 @@ def main(argv=None) -> int:
     if path.exists():
         for ln in path.read_text().splitlines():
             r = json.loads(ln)
-            done[(r["preset"], r["kind"], r["seed"], r["threads"])] = r
+            done[(r["preset"], r.get("design", "preset"), r["kind"], r["seed"], r["threads"])] = r
     if a.report:
         order = {p: i for i, p in enumerate(("tiny", "cpu", "gpu"))}
-        rows = sorted(done.values(), key=lambda r: (order.get(r["preset"], 9), r["kind"] != "static",
+        rows = sorted(done.values(), key=lambda r: (order.get(r["preset"], 9), r.get("design", "preset") != "preset",
+                                                    r.get("design", ""), r["kind"] != "static",
                                                     r["kind"] == "nonrigid", r["seed"], r["threads"]))
         print(table(rows))
         print(summary(rows))
         return 0
-    cells = [(p, k, s, th) for p in a.presets for k in a.kinds for s in a.seeds for th in a.threads]
-    todo = sorted((c for c in cells if c not in done), key=lambda c: c[3])  # 1-thread cells pair up
+    cells = [(p, d, k, s, th) for p in a.presets for d in a.designs for k in a.kinds for s in a.seeds
+             for th in a.threads]
+    todo = sorted((c for c in cells if c not in done), key=lambda c: c[4])  # 1-thread cells pair up
     running: list = []  # (cell, future)
     with ThreadPoolExecutor(max_workers=max(1, a.cores)) as pool:
         while todo or running:
-            busy = sum(c[3] for c, _ in running)
-            while todo and (not running or busy + todo[0][3] <= a.cores):  # never more threads than cores
+            busy = sum(c[4] for c, _ in running)
+            while todo and (not running or busy + todo[0][4] <= a.cores):  # never more threads than cores
                 cell = todo.pop(0)
                 running.append((cell, pool.submit(run_cell, *cell)))
-                busy += cell[3]
+                busy += cell[4]
             finished = next(iter(wait([f for _, f in running], return_when=FIRST_COMPLETED).done))
             cell = next(c for c, f in running if f is finished)
             running = [(c, f) for c, f in running if f is not finished]
             done[cell] = r = finished.result()
             with open(path, "a") as f:
                 f.write(json.dumps(r) + "\n")
-            print(f"{cell[0]:4s} {cell[1]:8s} seed {cell[2]} threads {cell[3]}: "
+            print(f"{cell[0]:4s} {cell[1]:8s} {cell[2]:8s} seed {cell[3]} threads {cell[4]}: "
                   + (r.get("error") or f"views {r['psnr_views']:.2f} times {r['psnr_times']:.2f} dB, "
                      f"diverged={r['diverged']}, {r['seconds']:.0f} s"), flush=True)
     rows = [done[c] for c in cells]

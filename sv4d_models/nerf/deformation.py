@@ -8,6 +8,7 @@ is exactly the canonical frame (nerf4d.md section 2.5).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -17,9 +18,19 @@ from ..config import check_known_keys
 from ..validate import check_fields
 from torch import nn
 
+from .kplanes import KPlanes, KPlanesConfig
+
+
+def _deformation_planes() -> KPlanesConfig:
+    return KPlanesConfig(resolution=32, n_scales=2, time_resolution=0, features=8)
+
 
 @dataclass(frozen=True)
 class DeformationConfig:
+    # input of the MLP: "frequency" (sin/cos of x and windowed t, D-NeRF) | "planes" (K-Planes features of (x, t),
+    # the HexPlane deformation of 4D Gaussian Splatting: sharp in space, piecewise linear in t)
+    encoding: str = "frequency"
+    planes: KPlanesConfig = dataclasses.field(default_factory=_deformation_planes)
     n_freq_x: int = 6  # sin/cos frequency bands of the position encoding
     n_freq_t: int = 6  # frequency bands of the (windowed) time encoding
     hidden: int = 128  # width of the deformation MLP (CPU preset: 64)
@@ -36,10 +47,17 @@ class DeformationConfig:
                             "hidden": (1, 4096, "MLP width; memory grows with it"),
                             "n_hidden_layers": (1, 32, "MLP depth"),
                             "output_scale": (0.0, 100.0, "readout scale; 0 = 1 / hidden")}, "field.deformation")
+        if self.encoding not in ("frequency", "planes"):
+            raise ValueError(f"field.deformation.encoding={self.encoding!r}; use 'frequency' or 'planes'")
+        if not isinstance(self.planes, KPlanesConfig):
+            raise ValueError(f"field.deformation.planes must be a KPlanesConfig, not {self.planes!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeformationConfig":
         check_known_keys(cls, d)
+        d = dict(d)
+        if isinstance(d.get("planes"), dict):
+            d["planes"] = KPlanesConfig.from_dict(d["planes"])
         return cls(**d)
 
 
@@ -75,10 +93,13 @@ def cosine_window(alpha: float, n_freq: int, device=None, dtype=torch.float32) -
 class Deformation(nn.Module):
     """``forward(x_hat [N, 3] in [0,1], t [N]) -> dx [N, 3]`` (offsets in normalised [0, 1] units)."""
 
-    def __init__(self, cfg: DeformationConfig = DeformationConfig(), generator: torch.Generator | None = None):
+    def __init__(self, cfg: DeformationConfig = DeformationConfig(), generator: torch.Generator | None = None,
+                 n_frames: int | None = None):
         super().__init__()
         self.cfg = cfg
-        in_dim = 3 * (1 + 2 * cfg.n_freq_x) + (1 + 2 * cfg.n_freq_t)
+        self.planes = KPlanes(cfg.planes.for_frames(n_frames), True, generator) if cfg.encoding == "planes" else None
+        in_dim = self.planes.n_output_dims if self.planes is not None else \
+            3 * (1 + 2 * cfg.n_freq_x) + (1 + 2 * cfg.n_freq_t)
         self.skip_at = cfg.n_hidden_layers // 2 if cfg.n_hidden_layers >= 4 else -1
         layers, dim = [], in_dim
         for i in range(cfg.n_hidden_layers):
@@ -99,9 +120,12 @@ class Deformation(nn.Module):
 
     def forward(self, x_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = t.to(x_hat).reshape(-1, 1).expand(x_hat.shape[0], 1)
-        win = cosine_window(float(self.time_alpha), self.cfg.n_freq_t, x_hat.device, x_hat.dtype)
-        inp = torch.cat([positional_encoding(x_hat * 2 - 1, self.cfg.n_freq_x),
-                         positional_encoding(t * 2 - 1, self.cfg.n_freq_t, win)], dim=-1)
+        if self.planes is not None:
+            inp = self.planes(x_hat.clamp(0.0, 1.0), t[:, 0])
+        else:
+            win = cosine_window(float(self.time_alpha), self.cfg.n_freq_t, x_hat.device, x_hat.dtype)
+            inp = torch.cat([positional_encoding(x_hat * 2 - 1, self.cfg.n_freq_x),
+                             positional_encoding(t * 2 - 1, self.cfg.n_freq_t, win)], dim=-1)
         h = inp
         for i, layer in enumerate(self.layers):
             if i == self.skip_at:

@@ -1,4 +1,7 @@
-"""Dynamic radiance field: canonical hash grid + density / colour MLPs + time-conditioned deformation.
+"""Dynamic radiance field: density / colour MLPs over one of two space-time encodings.
+
+* ``encoding="hash"``: canonical hash grid + time-conditioned deformation MLP (D-NeRF style backward warp);
+* ``encoding="kplanes"``: factorised space-time planes (``kplanes.py``), no warp: time is read by the planes.
 
 Public queries (world coordinates, z-up, AABB ``[-h, h]^3``; used by the renderer and by mesh export):
 
@@ -23,11 +26,16 @@ from torch import nn
 
 from .deformation import Deformation, DeformationConfig, init_linear
 from .hashgrid import HashGrid, HashGridConfig
+from .kplanes import KPlanes, KPlanesConfig
+
+ENCODINGS = ("hash", "kplanes")
 
 
 @dataclass(frozen=True)
 class FieldConfig:
+    encoding: str = "hash"  # "hash" (hash grid + deformation MLP) | "kplanes" (space-time planes)
     grid: HashGridConfig = field(default_factory=HashGridConfig)  # canonical hash grid (tcnn layout)
+    kplanes: KPlanesConfig = field(default_factory=KPlanesConfig)  # used when encoding == "kplanes"
     deformation: DeformationConfig = field(default_factory=DeformationConfig)
     hidden: int = 64  # width of the density and colour MLPs (1 hidden layer each, bias-free like threestudio)
     aabb_half_size: float = 0.7  # scene box [-h, h]^3 in world units (camera distance 2.0)
@@ -35,7 +43,8 @@ class FieldConfig:
     density_blob: str = "magic3d"  # "magic3d" (scale*(1-|x|/std)) | "none"
     blob_scale: float = 10.0
     blob_std: float = 0.5
-    dynamic: bool = True  # False: no deformation network (static NeRF)
+    dynamic: bool = True  # False: no deformation network / space-time planes (static NeRF)
+    motion: str = "warp"  # "warp" (deformation network, any encoding) | "planes" (kplanes' space-time planes)
     backend: str = "auto"  # hash grid backend: "auto" | "torch" | "tcnn"
 
     def __post_init__(self) -> None:
@@ -43,7 +52,13 @@ class FieldConfig:
                             "aabb_half_size": (("open", 0.0), 100.0, "half the scene box side (camera at 2.0)"),
                             "blob_scale": (0.0, 1e4, "initial density bump"),
                             "blob_std": (("open", 0.0), 100.0, "width of the initial density bump")}, "field")
-        check_all([(isinstance(self.grid, HashGridConfig), f"field.grid must be a HashGridConfig, not {self.grid!r}"),
+        check_all([(self.encoding in ENCODINGS, f"field.encoding={self.encoding!r}; use 'hash' or 'kplanes'"),
+                   (self.motion in ("warp", "planes"), f"field.motion={self.motion!r}; use 'warp' or 'planes'"),
+                   (self.motion == "warp" or self.encoding == "kplanes",
+                    f"field.motion='planes' needs field.encoding='kplanes' (got {self.encoding!r}); use motion='warp'"),
+                   (isinstance(self.kplanes, KPlanesConfig),
+                    f"field.kplanes must be a KPlanesConfig, not {self.kplanes!r}"),
+                   (isinstance(self.grid, HashGridConfig), f"field.grid must be a HashGridConfig, not {self.grid!r}"),
                    (isinstance(self.deformation, DeformationConfig),
                     f"field.deformation must be a DeformationConfig, not {self.deformation!r}"),
                    (self.density_activation in ("softplus", "trunc_exp"),
@@ -58,6 +73,8 @@ class FieldConfig:
         d = dict(d)
         if isinstance(d.get("grid"), dict):
             d["grid"] = HashGridConfig.from_dict(d["grid"])
+        if isinstance(d.get("kplanes"), dict):
+            d["kplanes"] = KPlanesConfig.from_dict(d["kplanes"])
         if isinstance(d.get("deformation"), dict):
             d["deformation"] = DeformationConfig.from_dict(d["deformation"])
         return cls(**d)
@@ -78,20 +95,43 @@ class _TruncExp(torch.autograd.Function):
 
 
 class DynamicNeRF(nn.Module):
-    """Canonical hash-grid NeRF plus deformation. See the module docstring for the query API."""
+    """Hash grid + deformation, or K-Planes. See the module docstring for the query API."""
 
-    def __init__(self, cfg: FieldConfig = FieldConfig(), generator: torch.Generator | None = None):
+    def __init__(self, cfg: FieldConfig = FieldConfig(), generator: torch.Generator | None = None,
+                 n_frames: int | None = None):
+        """``n_frames``: frames of the fitted matrix (sets the space-time planes' rows when their
+        ``time_resolution`` is 0)."""
         super().__init__()
         self.cfg = cfg
-        self.encoding = HashGrid(cfg.grid, backend=cfg.backend, generator=generator)
+        time_planes = cfg.dynamic and cfg.motion == "planes"
+        planes = cfg.kplanes.for_frames(n_frames) if time_planes else cfg.kplanes
+        self.encoding = KPlanes(planes, time_planes, generator) if cfg.encoding == "kplanes" else \
+            HashGrid(cfg.grid, backend=cfg.backend, generator=generator)
         n_enc = self.encoding.n_output_dims
         self.density_mlp = nn.Sequential(nn.Linear(n_enc, cfg.hidden, bias=False), nn.ReLU(),
                                          nn.Linear(cfg.hidden, 1, bias=False))
         self.color_mlp = nn.Sequential(nn.Linear(n_enc, cfg.hidden, bias=False), nn.ReLU(),
                                        nn.Linear(cfg.hidden, 3, bias=False))
         init_linear([self.density_mlp[0], self.density_mlp[2], self.color_mlp[0], self.color_mlp[2]], generator)
-        self.deformation = Deformation(cfg.deformation, generator) if cfg.dynamic else None
-        self.use_deformation = True  # the trainer switches it off during the static stage
+        self.deformation = Deformation(cfg.deformation, generator, n_frames) if cfg.dynamic and not time_planes \
+            else None
+        self.use_deformation = True  # the trainer switches it off (deformation / time planes) in the static stage
+
+    def dynamic_parameters(self) -> list:
+        """What moves the field in time (the deformation MLP or the space-time planes): its own Adam group."""
+        if self.deformation is not None:
+            return list(self.deformation.parameters())
+        return list(self.encoding.time.parameters()) if isinstance(self.encoding, KPlanes) and \
+            self.encoding.time is not None else []
+
+    def regularisers(self) -> dict:
+        """Parameter-space regularisers of every K-Planes module (the encoding, the deformation's planes): space
+        TV, time smoothness, time L1 (summed over modules); {} without planes."""
+        planes = [m for m in self.modules() if isinstance(m, KPlanes)]
+        if not planes:
+            return {}
+        return {"plane_tv": sum(p.space_tv() for p in planes), "time_smooth": sum(p.time_smoothness() for p in planes),
+                "time_l1": sum(p.time_l1() for p in planes)}
 
     # ------------------------------------------------------------------ coordinates
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,6 +158,9 @@ class DynamicNeRF(nn.Module):
         xc = self.warp(x, t)
         xh = self.normalize(xc)
         inside = ((xh >= 0) & (xh <= 1)).all(dim=-1)
+        if isinstance(self.encoding, KPlanes):
+            tt = self._t(t, x.shape[0], x) if self.use_deformation and self.encoding.time is not None else None
+            return self.encoding(xh.clamp(0.0, 1.0), tt), xc, inside
         enc = self.encoding(xh.clamp(0.0, 1.0), create_graph=create_graph)
         return enc, xc, inside
 

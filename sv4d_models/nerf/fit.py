@@ -72,7 +72,8 @@ def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: 
                "data": data_id, "step": state.step, "model": state.model.state_dict(),
                "optimizer": state.optimizer.state_dict(),
                "occupancy": state.occupancy.state_dict() if state.occupancy is not None else None,
-               "rng": state.generator.get_state(), "history": state.history, "lr_scale": state.lr_scale}
+               "rng": state.generator.get_state(), "history": state.history, "lr_scale": state.lr_scale,
+               "n_frames": len(state.times)}
     atomic_torch_save(payload, path)
 
 
@@ -122,7 +123,7 @@ def load_fit_result(path: str | Path, device: str | torch.device = "cpu",
     rendering / mesh export without the training data)."""
     payload = _read_checkpoint(path)
     cfg = NeRFFitConfig.from_dict(payload["config"])
-    model = DynamicNeRF(cfg.field).to(device, dtype)
+    model = DynamicNeRF(cfg.field, n_frames=payload.get("n_frames")).to(device, dtype)
     model.load_state_dict(payload["model"])
     model.use_deformation = cfg.dynamic_steps > 0 and payload["step"] > cfg.static_steps
     occ = None

@@ -11,6 +11,7 @@ from .deformation import DeformationConfig
 from .field import FieldConfig
 from .guard import GuardConfig
 from .hashgrid import HashGridConfig
+from .kplanes import KPlanesConfig
 from .losses import LossConfig
 from .renderer import OccupancyConfig
 
@@ -117,15 +118,45 @@ FIT_BOUNDS = {"seed": RANGES["seed"], "n_samples": (1, 4096, "samples per ray; m
               "render_chunk": (1, 2**24, "rays per render call; memory grows with it")}
 
 
+# Field designs compared by ``benchmarks/nerf_quality.py --designs`` (issue 23). A design sets what moves the field
+# and the regularisers that design needs; sizes (hash grid, planes, MLPs) stay the preset's.
+DESIGN_REGULARISERS = {"plane_tv": 0.1, "time_smooth": 1.0, "time_l1": 0.1, "distortion": 1.0, "floater": 10.0}
+DESIGNS = {
+    # hash grid + D-NeRF deformation MLP (frequency-encoded x and t): the design before issue 23
+    "hash_mlp": {"field": {"encoding": "hash", "motion": "warp", "deformation": {"encoding": "frequency"}},
+                 "loss": {k: 0.0 for k in DESIGN_REGULARISERS}},
+    # K-Planes: three space planes x three space-time planes per scale, no warp
+    "kplanes": {"field": {"encoding": "kplanes", "motion": "planes"}, "loss": DESIGN_REGULARISERS},
+    # K-Planes space planes as the canonical field + the deformation MLP
+    "kplanes_warp": {"field": {"encoding": "kplanes", "motion": "warp", "deformation": {"encoding": "frequency"}},
+                     "loss": {**DESIGN_REGULARISERS, "time_smooth": 0.0, "time_l1": 0.0}},
+}
+
+
+def with_design(cfg: NeRFFitConfig, design: str) -> NeRFFitConfig:
+    """``cfg`` with the field design ``design`` (a key of ``DESIGNS``); sizes unchanged."""
+    if design not in DESIGNS:
+        raise ValueError(f"design={design!r}; use one of {', '.join(DESIGNS)}")
+    spec = DESIGNS[design]
+    deformation = dataclasses.replace(cfg.field.deformation, **spec["field"].get("deformation", {}))
+    field_cfg = dataclasses.replace(cfg.field, **{k: v for k, v in spec["field"].items() if k != "deformation"},
+                                    deformation=deformation)
+    return dataclasses.replace(cfg, field=field_cfg, loss=dataclasses.replace(cfg.loss, **spec["loss"]))
+
+
 def cpu_preset(**overrides) -> NeRFFitConfig:
-    """Preview quality on a CPU (nerf4d.md 6.3): L8 T2^15 grid (N_max 256), 64-wide MLPs, deformation 2x64,
-    48 samples, 64 px renders, 2 frames x 2 views per step, 150 + 350 steps, LPIPS/normal terms off."""
+    """Preview quality on a CPU, chosen on ``benchmarks/nerf_quality.py`` (issue 23): K-Planes (64 px finest plane, 3
+    scales, 8 channels, a row per frame) with 64-wide MLPs and the sparse-view regularisers, 48 samples, 64 px renders,
+    2 frames x 2 views per step, 150 + 350 steps. The hash-grid + deformation-MLP design (``with_design(cfg,
+    "hash_mlp")``) keeps its sizes here: L8 T2^15 grid (N_max 256), deformation 2x64."""
     cfg = NeRFFitConfig(
-        field=FieldConfig(grid=HashGridConfig(n_levels=8, log2_hashmap_size=15, base_resolution=16,
+        field=FieldConfig(encoding="kplanes", motion="planes",
+                          kplanes=KPlanesConfig(resolution=64, n_scales=3, time_resolution=0, features=8),
+                          grid=HashGridConfig(n_levels=8, log2_hashmap_size=15, base_resolution=16,
                                               per_level_scale=2 ** (4 / 7)),
                           deformation=DeformationConfig(n_freq_x=4, n_freq_t=4, hidden=64, n_hidden_layers=2),
                           hidden=64),
-        loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=10.0),
+        loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=10.0, **DESIGN_REGULARISERS),
         occupancy=OccupancyConfig(resolution=32, warmup_steps=32, update_every=16),
         n_samples=48, static_steps=150, dynamic_steps=350, static_views_per_step=4,
         dynamic_frames_per_step=2, dynamic_views_per_step=2, resolution_schedule=((0, 32), (50, 64)),
@@ -146,4 +177,5 @@ def tiny_preset(**overrides) -> NeRFFitConfig:
         dynamic_views_per_step=2, resolution_schedule=((0, 24),), max_render_size=24, checkpoint_every=20,
         dynamic_lr_warmup=0)
     return dataclasses.replace(cfg, **overrides)
+
 

@@ -40,15 +40,16 @@ def build_state(cfg: NeRFFitConfig, images, masks, c2w, fov_deg, times, normal_m
     dev, dtype = images.device, images.dtype
     if not dtype.is_floating_point:
         raise TypeError(f"images must be a float tensor in [0, 1], got {dtype}")
-    model = DynamicNeRF(cfg.field, generator=torch.Generator().manual_seed(cfg.seed)).to(dev, dtype)
+    model = DynamicNeRF(cfg.field, torch.Generator().manual_seed(cfg.seed), len(times)).to(dev, dtype)
     occ = None
     if cfg.occupancy.enabled:
         occ = OccupancyGrid(cfg.field.aabb_half_size, cfg.occupancy.resolution, cfg.occupancy.ema_decay,
                             cfg.occupancy.threshold).to(dev)
-    canonical = [p for n, p in model.named_parameters() if not n.startswith("deformation.")]
+    moving = model.dynamic_parameters()
+    canonical = [p for p in model.parameters() if all(p is not q for q in moving)]
     groups = [{"params": canonical, "lr": cfg.lr}]
-    if model.deformation is not None:
-        groups.append({"params": list(model.deformation.parameters()), "lr": cfg.lr_deformation})
+    if moving:
+        groups.append({"params": moving, "lr": cfg.lr_deformation})
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
     lp = None
     if cfg.loss.lpips > 0:
@@ -116,6 +117,15 @@ def _losses(state: TrainState, out: dict, gt: torch.Tensor, mask: torch.Tensor, 
             terms["bilateral_normal"] = (lc.bilateral_normal, L.bilateral_smoothness(nrm, gt, mask))
         if prior is not None and lc.normal_prior > 0:
             terms["normal_prior"] = (lc.normal_prior, L.normal_prior_loss(nrm, prior, mask))
+    if lc.distortion > 0:
+        terms["distortion"] = (lc.distortion, L.distortion(out["weights"], out["t"], out["delta"]))
+    if lc.opacity_entropy > 0:
+        terms["opacity_entropy"] = (lc.opacity_entropy, L.opacity_entropy(acc))
+    if lc.floater > 0:
+        terms["floater"] = (lc.floater, L.floater_loss(acc, mask))
+    for name, value in state.model.regularisers().items():
+        if getattr(lc, name) > 0:
+            terms[name] = (getattr(lc, name), value)
     total = sum(w * v for w, v in terms.values() if w > 0)
     return total, {k: float(v.detach()) for k, (_, v) in terms.items()}
 

@@ -13,6 +13,9 @@ from ..validate import check_fields
 import torch.nn.functional as F
 
 
+REGULARISERS = ("distortion", "opacity_entropy", "floater", "plane_tv", "time_smooth", "time_l1")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     rgb: float = 1000.0  # pixel MSE (SV3D fork weight)
@@ -26,11 +29,18 @@ class LossConfig:
     bilateral_depth: float = 100.0  # image-gated pseudo-Huber smoothness of depth
     bilateral_normal: float = 100.0  # image-gated smoothness of rendered normals (needs normals)
     normal_prior: float = 0.0  # 1 - cos to a supplied mono-normal map inside the mask (needs normals)
+    # sparse-view regularisers (0 = off)
+    distortion: float = 0.0  # mip-NeRF 360 distortion of the weights along each ray: one compact surface per ray
+    opacity_entropy: float = 0.0  # binary entropy of the rendered opacity: a pixel is object or background
+    floater: float = 0.0  # L1 opacity on mask-background pixels (MSE barely sees faint floaters)
+    plane_tv: float = 0.0  # K-Planes: total variation of the planes in space
+    time_smooth: float = 0.0  # K-Planes: second difference of the space-time planes along t
+    time_l1: float = 0.0  # K-Planes: |1 - space-time planes| (static unless the images say otherwise)
 
     def __post_init__(self) -> None:
         weight = (0.0, 1e6, "loss weight; 0 turns the term off")
         check_fields(self, {**{k: weight for k in ("rgb", "mask", "lpips", "depth_smooth", "bilateral_depth",
-                                                   "bilateral_normal", "normal_prior")},
+                                                   "bilateral_normal", "normal_prior") + REGULARISERS},
                             "lpips_ramp_steps": (0, 10_000_000, "steps; 0 = full weight at once")}, "loss")
         if self.lpips_net not in ("vgg", "alex"):
             raise ValueError(f"loss.lpips_net={self.lpips_net!r}; use 'vgg' or 'alex'")
@@ -99,3 +109,25 @@ def normal_prior_loss(normal: torch.Tensor, prior: torch.Tensor, mask: torch.Ten
 def ramp(step: int, target: float, ramp_steps: int) -> float:
     """Linear 0 -> target over ``ramp_steps`` (threestudio ``[0, 0, target, ramp_steps]`` schedule)."""
     return target if ramp_steps <= 0 else target * min(1.0, step / ramp_steps)
+
+
+def distortion(weights: torch.Tensor, t: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """mip-NeRF 360 distortion ``sum_ij w_i w_j |t_i - t_j| + 1/3 sum_i w_i^2 delta_i`` per ray (``[R, S]`` inputs,
+    samples sorted along the ray), in O(S) with exclusive cumulative sums; mean over rays."""
+    wt = weights * t
+    w_before = torch.cumsum(weights, dim=-1) - weights
+    wt_before = torch.cumsum(wt, dim=-1) - wt
+    pairs = 2 * (weights * (t * w_before - wt_before)).sum(-1)
+    return (pairs + (weights.pow(2) * delta).sum(-1) / 3).mean()
+
+
+def opacity_entropy(opacity: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Mean binary entropy of the opacity: 0 for fully opaque or empty pixels, log 2 at 0.5."""
+    a = opacity.clamp(eps, 1 - eps)
+    return -(a * torch.log(a) + (1 - a) * torch.log(1 - a)).mean()
+
+
+def floater_loss(opacity: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean opacity over the background pixels of ``mask`` (< 0.5); same shapes; 0 when there are none."""
+    bg = (mask < 0.5).to(opacity)
+    return (opacity * bg).sum() / bg.sum().clamp_min(1.0)

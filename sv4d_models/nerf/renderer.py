@@ -149,7 +149,8 @@ def render_rays(model, origins: torch.Tensor, dirs: torch.Tensor, times: torch.T
     weights, _, _ = weights_from_density(sigma, delta)
     acc = weights.sum(-1)
     res = {"rgb": (weights[..., None] * rgb_s).sum(1) + (1.0 - acc)[:, None] * background,
-           "opacity": acc, "depth": (weights * t_mid).sum(-1), "weights": weights, "n_evaluated": int(flat.numel())}
+           "opacity": acc, "depth": (weights * t_mid).sum(-1), "weights": weights, "t": t_mid, "delta": delta,
+           "n_evaluated": int(flat.numel())}
     if normals is not None:
         n_s = pts.new_zeros(r * s, 3).index_put((flat,), out["normal"]).view(r, s, 3)
         res["normal"] = (weights[..., None] * n_s).sum(1)

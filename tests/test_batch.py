@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import batch_workers
+
 from sv4d_models import batch_cli
 from sv4d_models.batch_inputs import BatchItem, read_inputs, safe_name, shard
 from sv4d_models.batch_report import _locked, merge_report, read_row, write_row
@@ -229,20 +231,13 @@ def test_batch_help_and_bad_input(world, tmp_path, capsys):
 
 # --- the report ---------------------------------------------------------------------------------------------------
 
-def _finish(out: str, names: list[str], start, index: int) -> None:
-    items = [BatchItem(n, f"/{n}.mp4") for n in names]
-    start.wait()
-    write_row(out, {"name": names[index], "status": "done", "seconds": float(index)})
-    merge_report(out, items)
-
-
 def test_rows_of_processes_finishing_at_once_are_never_lost(tmp_path):
     names = [f"v{i}" for i in range(8)]
     ctx = multiprocessing.get_context("spawn")
     for attempt in range(3):
         out = tmp_path / f"run{attempt}"
         start = ctx.Barrier(len(names))
-        procs = [ctx.Process(target=_finish, args=(str(out), names, start, i)) for i in range(len(names))]
+        procs = [ctx.Process(target=batch_workers.finish, args=(str(out), names, start, i)) for i in range(len(names))]
         for p in procs:
             p.start()
         for p in procs:
@@ -252,17 +247,12 @@ def test_rows_of_processes_finishing_at_once_are_never_lost(tmp_path):
         assert sorted(r) == names and {row["status"] for row in r.values()} == {"done"}
 
 
-def _merge_after(out: str, done) -> None:
-    merge_report(out, [BatchItem("a", "/a.mp4")])
-    done.set()
-
-
 def test_a_merge_waits_for_the_lock(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     write_row(tmp_path, {"name": "a", "status": "done"})
     done = ctx.Event()
     with _locked(tmp_path / ".batch" / "lock"):
-        p = ctx.Process(target=_merge_after, args=(str(tmp_path), done))
+        p = ctx.Process(target=batch_workers.merge_after, args=(str(tmp_path), done))
         p.start()
         assert not done.wait(3) and not (tmp_path / "batch.json").exists()  # held here: the other process waits
     assert done.wait(60)

@@ -1,6 +1,7 @@
 """SV4D Evaluate: the library's evaluation (``sv4d_models.metrics.run_evaluation``, the one ``sv4d eval`` runs) on a
 generated matrix (the SV4D_MATRIX of SV4D Assemble Grid, or a folder) against a ground-truth folder. Weight files
-come from ComfyUI's ``models/sv4d_eval`` folder (``sv4d_eval:`` in extra_model_paths.yaml); nothing is downloaded."""
+come from ComfyUI's ``models/sv4d_eval`` folder (``sv4d_eval:`` in extra_model_paths.yaml); nothing is downloaded.
+Every run writes ``metrics.json`` and ``metrics.md`` into a new ``output/sv4d_eval/metrics_NNNNN_/`` folder."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import folder_paths
 
 from sv4d_models.metrics.evaluate import METRICS, EvalSettings, markdown_table, run_evaluation
 
+from .asset import output_target, publish
 from .comfy_bridge import EventProgress
 from .compat import io, ui
 from .sockets import Matrix, checked_widgets
@@ -67,9 +69,13 @@ class Evaluate(io.ComfyNode):
             raise ValueError("SV4D Evaluate needs a generated matrix: connect SV4D Assemble Grid's matrix or set "
                              "pred_dir")
         s = settings_of(metrics, lpips_net, drop_input_view, batch, str(mm.get_torch_device()))
-        result = run_evaluation(matrix.images if matrix is not None else pred_dir, gt_dir, None, s, EventProgress())
-        table = markdown_table(result)
-        return io.NodeOutput(table, json.dumps(result, indent=1), ui=ui.PreviewText(table))
+        final, relative = output_target(folder_paths.get_output_directory(), "sv4d_eval/metrics")
+        results = []  # metrics.json + metrics.md land in a new numbered folder of ComfyUI's output, all or nothing
+        publish(final, lambda folder: results.append(run_evaluation(
+            matrix.images if matrix is not None else pred_dir, gt_dir, folder, s, EventProgress())))
+        table = markdown_table(results[0])
+        return io.NodeOutput(table, json.dumps(results[0], indent=1),
+                             ui=ui.PreviewText(f"{table}\n\nwritten to output/{relative}/metrics.json and metrics.md"))
 
 
 NODES = [Evaluate]

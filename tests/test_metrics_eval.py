@@ -122,7 +122,7 @@ def test_sv4d_eval_refuses_bad_input_in_one_line(matrices, capsys, case, args, m
     assert rc == 2 and re.search(message, err) and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_evaluate_node_scores_a_matrix_input(matrices):
+def test_evaluate_node_scores_a_matrix_input(matrices, tmp_path):
     from comfyui_env import comfy_in_process, pack_module
 
     comfy_in_process()
@@ -133,7 +133,18 @@ def test_evaluate_node_scores_a_matrix_input(matrices):
 
     pred, _ = read_matrix(matrices["pred"])
     matrix = type("M", (), {"images": pred})()
-    out = node.execute(gt_dir=str(matrices["gt"]), metrics="psnr,ssim", lpips_net="alex", drop_input_view=True,
-                       batch=1, matrix=matrix)
-    table, data = out.result
+    import folder_paths
+
+    saved = folder_paths.get_output_directory()
+    folder_paths.set_output_directory(str(tmp_path))
+    try:
+        runs = [node.execute(gt_dir=str(matrices["gt"]), metrics="psnr,ssim", lpips_net="alex",
+                             drop_input_view=True, batch=1, matrix=matrix) for _ in range(2)]
+    finally:
+        folder_paths.set_output_directory(saved)
+    table, data = runs[0].result
     assert table.startswith("| PSNR ↑ | SSIM ↑ |") and json.loads(data)["matrix"]["views"] == 2
+    written = sorted((tmp_path / "sv4d_eval").iterdir())  # a new numbered folder each run, never an overwrite
+    assert [p.name for p in written] == ["metrics_00001_", "metrics_00002_"]
+    assert json.loads((written[0] / "metrics.json").read_text()) == json.loads(data)
+    assert (written[1] / "metrics.md").read_text().startswith("| PSNR")

@@ -22,6 +22,17 @@ def check_known_keys(cls: type, d: dict[str, Any]) -> None:
                          + f"; known keys: {sorted(names)}")
 
 
+def known_fields(cls: type, d: dict[str, Any], nested: dict[str, type] | None = None) -> dict[str, Any]:
+    """``d`` checked by ``check_known_keys`` and copied, each dict under a key of ``nested`` turned into that config
+    (its own ``from_dict``): the common part of the nested configs' ``from_dict``."""
+    check_known_keys(cls, d)
+    d = dict(d)
+    for key, typ in (nested or {}).items():
+        if isinstance(d.get(key), dict):
+            d[key] = typ.from_dict(d[key])
+    return d
+
+
 from .validate import MAX_SEED  # noqa: E402,F401 - re-exported (nodes, pipeline)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import check_known_keys
+from ..config import known_fields
 from ..validate import check_fields
 from torch import nn
 
@@ -54,11 +54,7 @@ class DeformationConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeformationConfig":
-        check_known_keys(cls, d)
-        d = dict(d)
-        if isinstance(d.get("planes"), dict):
-            d["planes"] = KPlanesConfig.from_dict(d["planes"])
-        return cls(**d)
+        return cls(**known_fields(cls, d, {"planes": KPlanesConfig}))
 
 
 def positional_encoding(x: torch.Tensor, n_freq: int, window: torch.Tensor | None = None) -> torch.Tensor:

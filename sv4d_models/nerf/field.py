@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..config import check_all, check_known_keys
+from ..config import check_all, known_fields
 from ..validate import check_fields
 import torch.nn.functional as F
 from torch import nn
@@ -69,15 +69,8 @@ class FieldConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FieldConfig":
-        check_known_keys(cls, d)
-        d = dict(d)
-        if isinstance(d.get("grid"), dict):
-            d["grid"] = HashGridConfig.from_dict(d["grid"])
-        if isinstance(d.get("kplanes"), dict):
-            d["kplanes"] = KPlanesConfig.from_dict(d["kplanes"])
-        if isinstance(d.get("deformation"), dict):
-            d["deformation"] = DeformationConfig.from_dict(d["deformation"])
-        return cls(**d)
+        return cls(**known_fields(cls, d, {"grid": HashGridConfig, "kplanes": KPlanesConfig,
+                                           "deformation": DeformationConfig}))
 
 
 class _TruncExp(torch.autograd.Function):

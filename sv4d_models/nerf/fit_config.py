@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import check_known_keys
+from ..config import known_fields
 from ..validate import MAX_STEPS, RANGES, STEPS, check_fields, check_number, check_numbers
 from .deformation import DeformationConfig
 from .field import FieldConfig
@@ -58,12 +58,8 @@ class NeRFFitConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NeRFFitConfig":
         """Strict constructor: unknown keys raise ValueError; nested dicts become nested configs."""
-        check_known_keys(cls, d)
-        d = dict(d)
-        nested = {"field": FieldConfig, "loss": LossConfig, "occupancy": OccupancyConfig, "guard": GuardConfig}
-        for key, typ in nested.items():
-            if isinstance(d.get(key), dict):
-                d[key] = typ.from_dict(d[key])
+        d = known_fields(cls, d, {"field": FieldConfig, "loss": LossConfig, "occupancy": OccupancyConfig,
+                                  "guard": GuardConfig})
         for key in ("resolution_schedule", "adam_betas"):
             if key in d:
                 d[key] = tuple(tuple(v) if isinstance(v, list) else v for v in d[key])
@@ -177,5 +173,3 @@ def tiny_preset(**overrides) -> NeRFFitConfig:
         dynamic_views_per_step=2, resolution_schedule=((0, 24),), max_render_size=24, checkpoint_every=20,
         dynamic_lr_warmup=0)
     return dataclasses.replace(cfg, **overrides)
-
-

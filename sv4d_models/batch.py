@@ -22,9 +22,10 @@ from .batch_inputs import BatchItem, shard
 from .batch_report import manifest_row, merge_report, read_row, results_dir, write_row
 from .job import JobSettings, run_job
 from .job_record import check_resume
-from .stopping import JobInterrupted, StopCheck
+from .cli_text import KIND_EXIT_CODES, failure_kind
+from .stopping import StopCheck, stop_requested
 
-EXIT_CODES = {"input": 2, "failed": 3, "out_of_memory": 3, "error": 1, "interrupted": 130}
+
 
 
 @dataclasses.dataclass
@@ -39,23 +40,6 @@ class Place:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def failure_kind(exc: BaseException) -> str:
-    """The kind (``EXIT_CODES``) of a job's exception: what ``sv4d run`` would have exited with."""
-    import torch
-
-    from .cli_text import USER_ERRORS
-    from .nerf.guard import FitDivergedError
-    from .reconstruction import EmptyReconstructionError
-
-    if isinstance(exc, (JobInterrupted, KeyboardInterrupt)):
-        return "interrupted"
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return "out_of_memory"
-    if isinstance(exc, (FitDivergedError, EmptyReconstructionError)):
-        return "failed"
-    return "input" if isinstance(exc, USER_ERRORS) else "error"
 
 
 class _PeakMemory:
@@ -112,7 +96,7 @@ def _run_one(item: BatchItem, settings: JobSettings, place: Place, loaded: dict,
         kind = failure_kind(exc)
         message = one_line(exc).replace("pass --overwrite to start over", f"delete {settings.out} to start over")
         message = message.removeprefix("--resume: ")  # the batch resumes every video; the flag is not the user's
-        row.update(status="interrupted" if kind == "interrupted" else "failed", kind=kind, exit_code=EXIT_CODES[kind],
+        row.update(status="interrupted" if kind == "interrupted" else "failed", kind=kind, exit_code=KIND_EXIT_CODES[kind],
                    message=message, out=settings.out)
         if kind == "error":
             row["traceback"] = traceback.format_exc()
@@ -160,7 +144,7 @@ def run_batch(items: list[BatchItem], make_settings: Callable[[BatchItem], JobSe
     loaded, memory = {}, _PeakMemory(place.device)
     counts = {"ran": 0, "skipped": 0, "kept_failed": 0, "interrupted": 0}
     for item in shard(items, place.rank, place.world):
-        if should_stop is not None and should_stop():
+        if stop_requested(should_stop):
             counts["interrupted"] += 1
             break
         previous = read_row(out, item.name)
@@ -207,4 +191,4 @@ def item_settings(base: JobSettings, out: str | os.PathLike) -> Callable[[BatchI
     return make
 
 
-__all__ = ["Place", "EXIT_CODES", "failure_kind", "run_batch", "item_settings"]
+__all__ = ["Place", "run_batch", "item_settings"]

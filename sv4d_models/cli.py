@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from . import cli_text
-from .cli_text import USER_ERRORS, one_line
+from .cli_text import KIND_EXIT_CODES, USER_ERRORS, failure_kind, one_line
 from .kinds import FOUR_D_KINDS, IMAGE_SIZE, OFFICIAL_VIDEO_FRAMES, ORBIT_KINDS, kind_list, kind_values
 from .console import ConsoleReporter
 from .images import FOREGROUND_THRESHOLD
@@ -241,10 +241,6 @@ def main(argv: list[str] | None = None) -> int:
     from .threads import apply_threads, quiet_waiting, resolve_threads
 
     quiet_waiting()  # before torch is first imported in this process (the console script); see sv4d_models.threads
-    from .nerf.guard import FitDivergedError  # these import torch
-    from .reconstruction import EmptyReconstructionError
-    from .stopping import JobInterrupted
-
     a = _parse(argv)
     if a is None:
         return 0
@@ -271,19 +267,19 @@ def main(argv: list[str] | None = None) -> int:
 
             return batch_command(a, job_settings)
         manifest = {"demo": _demo, "run": _run, "eval": _eval}[a.cmd](a, progress)
-    except (FitDivergedError, EmptyReconstructionError) as exc:
+    except (Exception, KeyboardInterrupt) as exc:
+        kind = failure_kind(exc)  # the same kinds as each video of sv4d batch
+        if kind in ("error", "out_of_memory"):
+            raise  # a bug or no memory: the traceback
         progress.close()
-        print(f"sv4d: the job failed: {one_line(exc)}", file=sys.stderr)
-        return 3
-    except (KeyboardInterrupt, JobInterrupted):
-        progress.close()
-        again = "run the same command again" if a.cmd == "batch" else "run again with --resume"
-        print(f"sv4d: interrupted; finished work is kept in {a.out}: {again} to continue", file=sys.stderr)
-        return 130
-    except USER_ERRORS as exc:
-        progress.close()
-        print(f"sv4d: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        if kind == "failed":
+            print(f"sv4d: the job failed: {one_line(exc)}", file=sys.stderr)
+        elif kind == "interrupted":
+            again = "run the same command again" if a.cmd == "batch" else "run again with --resume"
+            print(f"sv4d: interrupted; finished work is kept in {a.out}: {again} to continue", file=sys.stderr)
+        else:
+            print(f"sv4d: error: {one_line(exc)}", file=sys.stderr)
+        return KIND_EXIT_CODES[kind]
     finally:
         torch.set_num_threads(previous)
     progress.close()

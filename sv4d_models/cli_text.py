@@ -16,6 +16,27 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADi
                PermissionError)
 
 
+KIND_EXIT_CODES = {"input": 2, "failed": 3, "out_of_memory": 3, "error": 1, "interrupted": 130}
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The kind (``KIND_EXIT_CODES``) of a job's exception, for ``sv4d run`` / ``demo`` / ``eval`` (which exit with
+    its code, or keep the traceback of ``error`` and ``out_of_memory``) and each video of ``sv4d batch``."""
+    import torch
+
+    from .nerf.guard import FitDivergedError
+    from .reconstruction import EmptyReconstructionError
+    from .stopping import JobInterrupted
+
+    if isinstance(exc, (JobInterrupted, KeyboardInterrupt)):
+        return "interrupted"
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return "out_of_memory"
+    if isinstance(exc, (FitDivergedError, EmptyReconstructionError)):
+        return "failed"
+    return "input" if isinstance(exc, USER_ERRORS) else "error"
+
+
 def one_line(exc: BaseException) -> str:
     """The message on one line, settings named as the options that set them (``steps=0`` -> ``--steps 0``)."""
     text = " ".join(str(exc).split()).replace(" (overwrite=True)", "").replace("overwrite=True", "--overwrite")

@@ -10,7 +10,7 @@ import os
 import comfy.model_management as mm
 import folder_paths
 
-from sv4d_models.metrics.evaluate import METRICS, EvalSettings, markdown_table, run_evaluation
+from sv4d_models.metrics.evaluate import METRICS, EvalSettings, markdown_table, parse_metrics, run_evaluation
 
 from .asset import output_target, publish
 from .comfy_bridge import EventProgress
@@ -25,10 +25,13 @@ def weight_folders() -> tuple[str, ...]:
     return tuple(folder_paths.get_folder_paths(FOLDER))
 
 
+def metric_names(metrics: str) -> tuple[str, ...]:
+    """The widget's text as metric names (empty = all); ValueError naming unknown ones."""
+    return parse_metrics(metrics.strip() or "all")
+
+
 def settings_of(metrics: str, lpips_net: str, drop_input_view: bool, batch: int, device: str) -> EvalSettings:
-    names = METRICS if metrics.strip() in ("", "all") else tuple(
-        m.strip().lower().replace("-", "_") for m in metrics.split(",") if m.strip())
-    return EvalSettings(metrics=names, lpips_net=lpips_net, weights=weight_folders(), drop_input_view=drop_input_view,
+    return EvalSettings(metrics=metric_names(metrics), lpips_net=lpips_net, weights=weight_folders(), drop_input_view=drop_input_view,
                         batch=batch, device=device)
 
 
@@ -55,10 +58,10 @@ class Evaluate(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, gt_dir: str, metrics: str, **_) -> bool | str:
-        unknown = [m for m in metrics.replace(" ", "").lower().replace("-", "_").split(",")
-                   if m and m != "all" and m not in METRICS]
-        if unknown:
-            return f"unknown metrics {unknown}; choose from {', '.join(METRICS)} or all"
+        try:
+            metric_names(metrics)
+        except ValueError as exc:
+            return str(exc)
         return True if gt_dir.strip() else "gt_dir is empty: give the ground-truth folder"
 
     @classmethod

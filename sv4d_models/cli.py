@@ -121,13 +121,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _metric_list(text: str) -> tuple[str, ...]:
-    from .metrics.evaluate import METRICS
+    from .metrics.evaluate import parse_metrics
 
-    names = METRICS if text == "all" else tuple(t.strip().lower().replace("-", "_") for t in text.split(",") if t)
-    unknown = [n for n in names if n not in METRICS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown metrics {unknown}; choose from all, {', '.join(METRICS)}")
-    return names
+    try:
+        return parse_metrics(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_eval(e: argparse.ArgumentParser) -> None:

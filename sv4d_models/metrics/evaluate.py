@@ -24,6 +24,16 @@ LABELS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "clip": 
 FORMAT = "sv4d_eval/1"
 
 
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``all`` or comma-separated metric names (any case, ``-`` for ``_``) -> names of ``METRICS``; ValueError naming
+    the unknown ones (``sv4d eval --metrics`` and the SV4D Evaluate node's widget)."""
+    names = METRICS if text == "all" else tuple(t.strip().lower().replace("-", "_") for t in text.split(",") if t)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ValueError(f"unknown metrics {unknown}; choose from all, {', '.join(METRICS)}")
+    return names
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     metrics: tuple[str, ...] = METRICS  # any of METRICS
@@ -210,5 +220,5 @@ def run_evaluation(pred: str | Path | torch.Tensor, gt: str | Path, out: str | P
     return result
 
 
-__all__ = ["EvalSettings", "METRICS", "IMAGE_METRICS", "LABELS", "load_networks", "image_scores", "evaluate_pairs",
+__all__ = ["EvalSettings", "METRICS", "parse_metrics", "IMAGE_METRICS", "LABELS", "load_networks", "image_scores", "evaluate_pairs",
            "markdown_table", "run_evaluation", "load_pairs", "Networks"]

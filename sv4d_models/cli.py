@@ -134,6 +134,7 @@ def _add_eval(e: argparse.ArgumentParser) -> None:
                                                  "or of f000_v00.png images, or a folder of such folders (a dataset)")
     e.add_argument("--gt", required=True, help="ground truth in the same layout (objects matched by folder name)")
     e.add_argument("--out", default=None, help="where metrics.json and metrics.md go (default: the --pred folder)")
+    e.add_argument("--overwrite", action="store_true", help="replace an earlier metrics.json / metrics.md there")
     e.add_argument("--metrics", type=_metric_list, default="all", help="comma-separated: psnr, ssim, lpips, clip, "
                    "fvd_f, fvd_v, fvd_diag, fv4d, or all (default: all)")
     g = e.add_argument_group("weights (never downloaded)")
@@ -233,7 +234,7 @@ def _eval(a: argparse.Namespace, progress: ConsoleReporter) -> dict:
                             lpips_net=a.lpips_net, lpips_backbone=a.lpips_backbone, clip=a.clip,
                             clip_model=a.clip_model, i3d=a.i3d, weights=tuple(a.weights),
                             drop_input_view=a.drop_input_view, device=check_device(a.device), batch=a.batch)
-    return run_evaluation(a.pred, a.gt, a.out or a.pred, settings, progress)
+    return run_evaluation(a.pred, a.gt, a.out or a.pred, settings, progress, overwrite=a.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:

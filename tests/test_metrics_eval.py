@@ -148,3 +148,20 @@ def test_evaluate_node_scores_a_matrix_input(matrices, tmp_path):
     assert [p.name for p in written] == ["metrics_00001_", "metrics_00002_"]
     assert json.loads((written[0] / "metrics.json").read_text()) == json.loads(data)
     assert (written[1] / "metrics.md").read_text().startswith("| PSNR")
+
+
+def test_sv4d_eval_never_replaces_earlier_metrics_without_overwrite(matrices, capsys):
+    from sv4d_models.cli import main
+
+    out = matrices["root"] / "again"
+    args = ["eval", "--pred", str(matrices["pred"]), "--gt", str(matrices["gt"]), "--out", str(out), "--metrics",
+            "psnr", "--quiet", "--threads", "1"]
+    assert main(args) == 0
+    first = (out / "metrics.json").read_bytes()
+    (out / "metrics.md").write_text("kept")
+    capsys.readouterr()
+    assert main(args) == 2  # refused before scoring: both files as they were
+    err = capsys.readouterr().err
+    assert "metrics.json already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1, err
+    assert (out / "metrics.json").read_bytes() == first and (out / "metrics.md").read_text() == "kept"
+    assert main([*args, "--overwrite"]) == 0 and (out / "metrics.md").read_text().startswith("| PSNR")

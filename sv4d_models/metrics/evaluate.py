@@ -198,13 +198,19 @@ def load_pairs(pred: str | Path | torch.Tensor, gt: str | Path, drop_input_view:
     return pairs, views
 
 
+OUTPUT_NAMES = ("metrics.json", "metrics.md")
+
+
 def run_evaluation(pred: str | Path | torch.Tensor, gt: str | Path, out: str | Path | None, s: EvalSettings,
-                   report: Reporter = lambda e: None) -> dict:
+                   report: Reporter = lambda e: None, overwrite: bool = False) -> dict:
     """Read, check, score, write ``out/metrics.json`` and ``out/metrics.md`` (atomic); returns the result dict.
-    ``pred`` may also be a matrix tensor ``[F, V, H, W, 3]`` (the ComfyUI node's SV4D_MATRIX)."""
-    from ..files import atomic_write_json, atomic_write_text
+    ``pred`` may also be a matrix tensor ``[F, V, H, W, 3]`` (the ComfyUI node's SV4D_MATRIX). An earlier pair in
+    ``out`` is refused (FileExistsError, before any work) unless ``overwrite``."""
+    from ..files import atomic_write_json, atomic_write_text, check_writable
 
     started = time.perf_counter()
+    for name in OUTPUT_NAMES if out is not None else ():
+        check_writable(Path(out) / name, overwrite)
     nets = load_networks(s)  # missing weights fail before any video is decoded
     pairs, views = load_pairs(pred, gt, s.drop_input_view)
     metrics = evaluate_pairs(pairs, s, views, report, nets)
@@ -215,8 +221,8 @@ def run_evaluation(pred: str | Path | torch.Tensor, gt: str | Path, out: str | P
               "settings": asdict(s), "weights": nets.sources, "metrics": metrics,
               "seconds": round(time.perf_counter() - started, 2)}
     if out is not None:
-        atomic_write_json(Path(out) / "metrics.json", result)
-        atomic_write_text(Path(out) / "metrics.md", markdown_table(result), overwrite=True)
+        atomic_write_json(Path(out) / "metrics.json", result, overwrite=overwrite)
+        atomic_write_text(Path(out) / "metrics.md", markdown_table(result), overwrite=overwrite)
     return result
 
 

@@ -178,7 +178,7 @@ class StepProgress:
 
 
 class EventProgress:
-    """One ComfyUI progress bar fed the library's ``progress`` events (evaluation, exports)."""
+    """One ComfyUI progress bar fed the library's ``progress`` events (the SV4D Evaluate node's scoring)."""
 
     def __init__(self):
         self.bar = None

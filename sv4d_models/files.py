@@ -1,4 +1,5 @@
-"""Every file the library writes goes through here: atomic, no-clobber writes, output folders, and one fingerprint.
+"""Every file the library writes goes through here: atomic, no-clobber writes, output folders, and one fingerprint;
+also the one list of folders where model files are looked up (``model_folders``).
 
 Atomic write: the data goes to a temporary file in the destination folder, is flushed and ``fsync``-ed, then
 moved onto the final name; the temporary file is removed on any failure. A reader (or a crash) therefore sees
@@ -21,8 +22,19 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 __all__ = ["clean_temp_files", "atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "json_text",
+           "json_text", "env_folders", "model_folders",
            "atomic_torch_save", "torch_load", "check_writable", "prepare_folder", "fingerprint", "read_json"]
+
+
+def env_folders(name: str) -> list[Path]:
+    """The folders in environment variable ``name`` (``os.pathsep``-separated; unset or empty: none)."""
+    return [Path(p) for p in os.environ.get(name, "").split(os.pathsep) if p]
+
+
+def model_folders() -> list[Path]:
+    """Where official model file names are looked up (``sv4d run``'s checkpoints, ``sv4d eval``'s CLIP tower):
+    ``$SV4D_MODELS`` and ``./checkpoints``."""
+    return env_folders("SV4D_MODELS") + [Path("checkpoints")]
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:

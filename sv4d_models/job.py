@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import torch
 from . import events
 from .checkpoint import CheckpointNotFoundError
 from .config import check_all
-from .files import atomic_write_bytes, atomic_write_json, read_json
+from .files import atomic_write_bytes, atomic_write_json, model_folders, read_json
 from .kinds import CHECKPOINT_FOLDER_HINT, FOUR_D_KINDS, IMAGE_SIZE, KINDS, ORBIT_KINDS
 from .images import FOREGROUND_THRESHOLD
 from .presets import PRESETS
@@ -107,12 +106,6 @@ JOB_BOUNDS = {**bounds(seed="seed", frames="video_frames", steps="sampler_steps"
               "elevation": ANGLES["elevations_deg"],
               "image_size": (16, 4096, f"pixels per side; the official models were trained at {IMAGE_SIZE}, memory "
                                        "grows with the square")}
-
-
-def model_folders() -> list[Path]:
-    """Where official file names are looked up: ``$SV4D_MODELS`` (``os.pathsep``-separated) and ``./checkpoints``."""
-    env = [Path(p) for p in os.environ.get("SV4D_MODELS", "").split(os.pathsep) if p]
-    return env + [Path("checkpoints")]
 
 
 def find_checkpoint(given: str | None, kinds: tuple[str, ...], what: str, flag: str) -> Path:

@@ -107,7 +107,7 @@ RESUME_CASES = [
     ("damaged pass file", P(_damaged, name="pass_000.pt", keep=0.4), r"pass_000.pt \(a sampling work file\) is damaged and cannot be read"),
     ("damaged inputs file", P(_damaged, name="inputs.pt", keep=0.4), r"inputs.pt \(a sampling work file\) is damaged and cannot be read"),
     ("damaged manifest", P(_damaged, name="manifest.json", keep=0.5), r"manifest.json \(the work dir's manifest\) is damaged"),
-    ("other steps in the work dir", _resume_changed_steps, r"holds a run with a different setup \(sampling.num_steps: 2 in the work dir vs 3 now; sampling.sv3d_num_steps"),
+    ("other steps in the work dir", _resume_changed_steps, r"holds a run with a different setup \(sampling.num_steps: 2 \(recorded\) vs 3 \(now\); sampling.sv3d_num_steps"),
     ("node store of other widgets", _node_store, r"node/pass_000.pt was made by another run \(steps: 2 \(recorded\) vs 20 \(now\)\)"),
     ("trainer checkpoint under run.seed=1", P(_trainer, overrides=["run.seed=1"]), r"checkpoint-1 was trained with other settings \(run.seed: 0 \(recorded\) vs 1 \(now\)\).*run.resume=none.*resume_with_changes"),
     ("trainer checkpoint under another lr", P(_trainer, overrides=["optim.lr=2e-5"]), r"checkpoint-1 was trained with other settings \(optim.lr: 1e-05 \(recorded\) vs 2e-05 \(now\)\)"),

@@ -214,9 +214,9 @@ def test_reroll_sv3d_stage_invalidates_everything(sv4d, sv4d_21, tmp_path):
 
 def test_mismatched_work_dir_is_refused(sv4d, sv4d_21, tmp_path):
     _, work, _ = sv4d_21
-    with pytest.raises(ValueError, match=r"seed: 23 in the work dir vs 24 now.*new work_dir.*overwrite=True"):
+    with pytest.raises(ValueError, match=r"seed: 23 \(recorded\) vs 24 \(now\).*new work_dir.*overwrite=True"):
         sv4d.configure(seed=24).run(video(21), work_dir=work)
-    with pytest.raises(ValueError, match="num_steps: 2 in the work dir vs 3 now"):
+    with pytest.raises(ValueError, match=r"num_steps: 2 \(recorded\) vs 3 \(now\)"):
         sv4d.configure(num_steps=3).run(video(21), work_dir=work)
     with pytest.raises(ValueError, match="the input frames differ"):
         sv4d.run(video(21, seed=5), work_dir=work)

@@ -4,8 +4,9 @@ where ``sv4d run`` finds the SV4D files), else (LPIPS backbones) torch's hub cac
 file is a FileNotFoundError naming the file names and the folders searched."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from ..files import env_folders, model_folders
 
 I3D_FILES = ("i3d_pretrained_400.pt", "rgb_imagenet.pt", "i3d_torchscript.pt")
 CLIP_FILES = ("open_clip_model.safetensors", "sv4d.safetensors", "sv4d2.safetensors", "sv4d2_8views.safetensors",
@@ -13,13 +14,9 @@ CLIP_FILES = ("open_clip_model.safetensors", "sv4d.safetensors", "sv4d2.safetens
 RANDOM_I3D = "random"  # a random-weight I3D: a smoke figure only, never comparable with published FVDs
 
 
-def _env_dirs(name: str) -> list[Path]:
-    return [Path(p) for p in os.environ.get(name, "").split(os.pathsep) if p]
-
-
 def weight_dirs(extra=()) -> list[Path]:
     """The folders searched for evaluation weights, in order."""
-    return [Path(p) for p in extra] + _env_dirs("SV4D_EVAL_WEIGHTS") + [Path("checkpoints") / "eval"]
+    return [Path(p) for p in extra] + env_folders("SV4D_EVAL_WEIGHTS") + [Path("checkpoints") / "eval"]
 
 
 def find_weight(what: str, names: tuple[str, ...], given: str | None, folders: list[Path]) -> Path:
@@ -43,7 +40,7 @@ def find_i3d(given: str | None, extra=()) -> Path | str:
 
 
 def find_clip(given: str | None, extra=()) -> Path:
-    folders = weight_dirs(extra) + _env_dirs("SV4D_MODELS") + [Path("checkpoints")]
+    folders = weight_dirs(extra) + model_folders()  # where sv4d run finds the SV4D files
     return find_weight("CLIP-S (OpenCLIP ViT-H-14)", CLIP_FILES, given, folders)
 
 

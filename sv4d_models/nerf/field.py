@@ -117,14 +117,13 @@ class DynamicNeRF(nn.Module):
         return list(self.encoding.time.parameters()) if isinstance(self.encoding, KPlanes) and \
             self.encoding.time is not None else []
 
-    def regularisers(self) -> dict:
-        """Parameter-space regularisers of every K-Planes module (the encoding, the deformation's planes): space
-        TV, time smoothness, time L1 (summed over modules); {} without planes."""
+    def regularisers(self, names=("plane_tv", "time_smooth", "time_l1")) -> dict:
+        """Parameter-space regularisers of every K-Planes module (the encoding, the deformation's planes), summed
+        over modules; only those in ``names`` are computed (the fit asks for the ones with a weight); {} without
+        planes."""
         planes = [m for m in self.modules() if isinstance(m, KPlanes)]
-        if not planes:
-            return {}
-        return {"plane_tv": sum(p.space_tv() for p in planes), "time_smooth": sum(p.time_smoothness() for p in planes),
-                "time_l1": sum(p.time_l1() for p in planes)}
+        terms = {"plane_tv": KPlanes.space_tv, "time_smooth": KPlanes.time_smoothness, "time_l1": KPlanes.time_l1}
+        return {n: sum(terms[n](p) for p in planes) for n in names if planes}
 
     # ------------------------------------------------------------------ coordinates
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -123,9 +123,9 @@ def _losses(state: TrainState, out: dict, gt: torch.Tensor, mask: torch.Tensor, 
         terms["opacity_entropy"] = (lc.opacity_entropy, L.opacity_entropy(acc))
     if lc.floater > 0:
         terms["floater"] = (lc.floater, L.floater_loss(acc, mask))
-    for name, value in state.model.regularisers().items():
-        if getattr(lc, name) > 0:
-            terms[name] = (getattr(lc, name), value)
+    weighted = [n for n in ("plane_tv", "time_smooth", "time_l1") if getattr(lc, n) > 0]  # none computed at weight 0
+    for name, value in state.model.regularisers(weighted).items():
+        terms[name] = (getattr(lc, name), value)
     total = sum(w * v for w, v in terms.values() if w > 0)
     return total, {k: float(v.detach()) for k, (_, v) in terms.items()}
 

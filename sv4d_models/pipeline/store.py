@@ -328,13 +328,10 @@ def _check_same(folder: Path, old: dict, new: dict) -> None:
     """ValueError naming every difference between a work dir's manifest and the run asked for now."""
     diffs = []
     if old.get("format") != MANIFEST_FORMAT:
-        diffs.append(f"manifest format {old.get('format')} vs {MANIFEST_FORMAT}")
-    for key in sorted(set(_flat(old.get("config", {}))) | set(_flat(new["config"]))):
-        a, b = _flat(old.get("config", {})).get(key), _flat(new["config"]).get(key)
-        if a != b:
-            diffs.append(f"{key}: {a!r} in the work dir vs {b!r} now")
+        diffs.append(f"manifest format: {old.get('format')!r} (recorded) vs {MANIFEST_FORMAT!r} (now)")
+    diffs += identity_differences(old.get("config", {}), new["config"])
     labels = {"inputs": "the input frames differ", "reference": "the reference views differ",
-              "checkpoints": f"checkpoints {old.get('checkpoints')} vs {new['checkpoints']}",
+              "checkpoints": f"checkpoints: {old.get('checkpoints')} (recorded) vs {new['checkpoints']} (now)",
               "plan": "the pass plan differs"}
     for key, text in labels.items():  # the plan follows from the rest: named only when nothing else differs
         if old.get(key) != new[key] and not (key == "plan" and diffs):
@@ -342,14 +339,3 @@ def _check_same(folder: Path, old: dict, new: dict) -> None:
     if diffs:
         raise ValueError(f"work_dir {folder} holds a run with a different setup ({'; '.join(diffs)}); "
                          "use a new work_dir to keep it, or pass overwrite=True to discard it")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """Nested config dict -> ``{"sampling.seed": 23, ...}``."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out

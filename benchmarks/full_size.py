@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import math
-import resource
 import statistics
 import sys
 import time
@@ -34,6 +33,7 @@ from sv4d_models.encoders.clip import ClipImageEncoder, ClipVisionConfig  # noqa
 from sv4d_models.encoders.tiny import TINY_VAE_CONFIG  # noqa: E402
 from sv4d_models.encoders.vae import VAEConfig, VAEDecoder, VAEEncoder  # noqa: E402
 from sv4d_models.kinds import KINDS  # noqa: E402
+from sv4d_models.memory import peak_rss_bytes  # noqa: E402
 from sv4d_models.pipeline import EngineModels, Placement, SV4DPipeline  # noqa: E402
 from sv4d_models.unet import build_unet  # noqa: E402
 
@@ -119,7 +119,7 @@ def flops_per_forward(models: EngineModels, n_latents: int, latent: int) -> floa
 def peak_memory_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return peak_rss_bytes() / 2**30
 
 
 def sync(device: torch.device) -> None:

@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import struct
 import subprocess
@@ -91,15 +90,6 @@ def touch_free_memory(keep_gib: float = 3.0) -> None:
                    check=True)
 
 
-def peak_rss() -> int:
-    """The process's peak resident memory in bytes (``VmHWM``: unlike ``ru_maxrss`` it starts afresh at exec, so the
-    parent's memory does not leak into a measurement)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def nbytes(*modules) -> int:
     seen, total = set(), 0
     for m in modules:
@@ -124,6 +114,8 @@ def measure(row: str, path: Path) -> dict:
     """Load in this process; the row's numbers."""
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "tests"))
+    from sv4d_models.memory import peak_rss_bytes
+
     if row in ("node", "core-sv3d"):
         env = comfy_cpu()
     if row == "node":
@@ -134,7 +126,7 @@ def measure(row: str, path: Path) -> dict:
 
         from sv4d_models import load_unet
         from sv4d_models.pipeline import Placement, load_engine_models
-    before = peak_rss()
+    before = peak_rss_bytes()
     t = time.perf_counter()
     if row == "node":
         model, clip, vae = loaders.load_checkpoint(path.name)[:3]
@@ -149,7 +141,7 @@ def measure(row: str, path: Path) -> dict:
     else:
         held = nbytes(load_unet(path, dtype=torch.float32))
     seconds = time.perf_counter() - t
-    peak = peak_rss()
+    peak = peak_rss_bytes()
     return {"row": row, "file": path.name, "seconds": round(seconds, 2), "peak_rss_gib": round(peak / GIB, 2),
             "loaded_gib": round(held / GIB, 2), "peak_over_loaded": round(peak / held, 3),
             "rss_before_gib": round(before / GIB, 2), "s_per_gib": round(seconds / (held / GIB), 2)}

@@ -5,7 +5,7 @@
 (One thread per process: on a shared 2-core machine, 2 OpenMP threads next to another busy process run
 several times slower and make the timings meaningless.)
 
-Each (store, length) runs in its own subprocess; peak RSS is that process's ``ru_maxrss`` (models, run and
+Each (store, length) runs in its own subprocess; peak RSS is that process's ``VmHWM`` (sv4d_models.memory) (models, run and
 reading every view back as uint8 frames, as a video writer would). ``workdir`` = per-pass files in a work dir
 (memory-mapped reads, the bounded-memory path); ``cpu`` = every pass kept in RAM (``offload="cpu"``, no work dir).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,13 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
 def child(args) -> None:
     import torch
 
+    from sv4d_models.memory import peak_rss_bytes
     from sv4d_models.pipeline import SV4DPipeline
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -40,7 +36,7 @@ def child(args) -> None:
     pipe = SV4DPipeline.from_checkpoints(args.ckpt, args.sv3d, config=config)
     g = torch.Generator().manual_seed(0)
     frames = torch.rand(args.n, args.image_size, args.image_size, 3, generator=g)
-    base = _rss_mb()
+    base = peak_rss_bytes() / 2**20
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work" if args.store == "workdir" else None
@@ -50,7 +46,7 @@ def child(args) -> None:
             result.view_uint8(v)
         t_all = time.perf_counter() - t0
         print(json.dumps({"passes": len(result.plan.passes), "run_s": t_run, "total_s": t_all,
-                          "base_mb": base, "peak_mb": _rss_mb()}))
+                          "base_mb": base, "peak_mb": peak_rss_bytes() / 2**20}))
 
 
 def main() -> int:

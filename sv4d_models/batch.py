@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -22,6 +21,7 @@ from .batch_inputs import BatchItem, shard
 from .batch_report import manifest_row, merge_report, read_row, results_dir, write_row
 from .job import JobSettings, run_job
 from .job_record import check_resume
+from .memory import PeakMemory
 from .cli_text import KIND_EXIT_CODES, failure_kind
 from .stopping import StopCheck, stop_requested
 
@@ -42,46 +42,8 @@ class Place:
         return self.rank == 0
 
 
-class _PeakMemory:
-    """Peak memory of one video: CUDA allocations on a CUDA device, else the process's resident set (``VmHWM``,
-    reset per video on Linux; elsewhere the process's peak so far)."""
-
-    def __init__(self, device: str | None):
-        import torch
-
-        self.cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
-        self.device = device
-
-    def start(self) -> None:
-        import torch
-
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            try:
-                Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-            except OSError:
-                pass
-
-    def peak(self) -> tuple[float, str]:
-        import torch
-
-        if self.cuda:
-            return round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1), "cuda allocated"
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1), "process peak RSS"
-        except OSError:
-            pass
-        import resource
-
-        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1), "process peak RSS"
-
-
 def _run_one(item: BatchItem, settings: JobSettings, place: Place, loaded: dict, should_stop: StopCheck | None,
-             report, memory: _PeakMemory, previous: dict | None) -> dict:
+             report, memory: PeakMemory, previous: dict | None) -> dict:
     """Run one video's job; its row (done, or failed / interrupted with kind and message)."""
     from .cli_text import one_line
 
@@ -141,7 +103,7 @@ def run_batch(items: list[BatchItem], make_settings: Callable[[BatchItem], JobSe
     merged report. Returns ``{"ran", "skipped", "kept_failed", "interrupted"}`` counts of this process."""
     out = Path(out)
     results_dir(out).mkdir(parents=True, exist_ok=True)
-    loaded, memory = {}, _PeakMemory(place.device)
+    loaded, memory = {}, PeakMemory(place.device)
     counts = {"ran": 0, "skipped": 0, "kept_failed": 0, "interrupted": 0}
     for item in shard(items, place.rank, place.world):
         if stop_requested(should_stop):

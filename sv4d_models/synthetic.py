@@ -298,11 +298,13 @@ class SyntheticScene:
         elevation_deg: float = 10.0,
         azimuths_deg=None,
         radius: float = CAMERA_DISTANCE,
+        supersample: int = 1,
     ) -> dict:
         """Ground truth in the sampling stage's matrix layout (columns = views, rows = frames).
 
         Azimuths default to ``camera.default_matrix_azimuths_deg(model_kind)`` (input view first), frame ``f``
-        is at ``t = f / (F - 1)``. Returns dict: ``images [F, V, H, W, 3]``, ``masks [F, V, H, W]``,
+        is at ``t = f / (F - 1)``; ``supersample`` as in ``render`` (1: one ray per pixel, aliased edges and
+        textures; s > 1: anti-aliased, fractional masks). Returns dict: ``images [F, V, H, W, 3]``, ``masks [F, V, H, W]``,
         ``depth [F, V, H, W]``, ``cameras`` (``Cameras`` with V entries), ``times [F]``, ``azimuths_deg [V]``.
         """
         if n_frames < 1 or size < 1:
@@ -310,7 +312,7 @@ class SyntheticScene:
         az = default_matrix_azimuths_deg(model_kind) if azimuths_deg is None else np.asarray(azimuths_deg, float)
         cameras = Cameras.orbit(az, elevation_deg, radius=radius)
         times = torch.linspace(0.0, 1.0, n_frames) if n_frames > 1 else torch.zeros(1)
-        outs = [self.render(cameras, float(t), size) for t in times]
+        outs = [self.render(cameras, float(t), size, supersample=supersample) for t in times]
         return {
             "images": torch.stack([o["rgb"] for o in outs]),
             "masks": torch.stack([o["mask"] for o in outs]),

@@ -146,3 +146,12 @@ def test_supersampling_gives_fractional_alpha_on_edges_only():
     assert torch.all(soft["rgb"][a == 0] == 1.0)  # background in every sub-sample stays exactly white
     assert (soft["rgb"][a == 1] - hard["rgb"][a == 1]).abs().max() < 0.05  # smooth shading: pooling ~ centre
     assert torch.allclose(soft["depth"][a == 1], hard["depth"][a == 1], atol=0.02)
+
+
+def test_render_matrix_supersamples_every_cell_as_render_does():
+    scene = SyntheticScene.make("rigid", seed=0)
+    hard = scene.render_matrix(model_kind="sv4d", n_frames=2, size=16)
+    soft = scene.render_matrix(model_kind="sv4d", n_frames=2, size=16, supersample=2)
+    one = scene.render(soft["cameras"], 1.0, 16, supersample=2)
+    assert torch.equal(soft["images"][1], one["rgb"]) and torch.equal(soft["masks"][1], one["mask"])
+    assert ((soft["masks"] > 0) & (soft["masks"] < 1)).any() and set(hard["masks"].unique().tolist()) <= {0.0, 1.0}

@@ -142,8 +142,10 @@ def with_design(cfg: NeRFFitConfig, design: str) -> NeRFFitConfig:
 
 def cpu_preset(**overrides) -> NeRFFitConfig:
     """Preview quality on a CPU, chosen on ``benchmarks/nerf_quality.py`` (issue 23): K-Planes (64 px finest plane, 3
-    scales, 8 channels, a row per frame) with 64-wide MLPs and the sparse-view regularisers, 48 samples, 64 px renders,
-    2 frames x 2 views per step, 150 + 350 steps. The hash-grid + deformation-MLP design (``with_design(cfg,
+    scales, 8 channels, a row per frame) with 64-wide MLPs and the sparse-view regularisers, 48 samples, 2 frames x 2
+    views per step, 150 + 500 steps; coarse to fine within each stage: 32 px renders for the first 150 steps of a
+    stage (the whole static stage), then 64 px (a 32 px step costs about a quarter of a 64 px one: the time goes to
+    the dynamic stage's fine steps, which the held-out views gain most from). The hash-grid + deformation-MLP design (``with_design(cfg,
     "hash_mlp")``) keeps its sizes here: L8 T2^15 grid (N_max 256), deformation 2x64."""
     cfg = NeRFFitConfig(
         field=FieldConfig(encoding="kplanes", motion="planes",
@@ -154,8 +156,8 @@ def cpu_preset(**overrides) -> NeRFFitConfig:
                           hidden=64),
         loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=10.0, **DESIGN_REGULARISERS),
         occupancy=OccupancyConfig(resolution=32, warmup_steps=32, update_every=16),
-        n_samples=48, static_steps=150, dynamic_steps=350, static_views_per_step=4,
-        dynamic_frames_per_step=2, dynamic_views_per_step=2, resolution_schedule=((0, 32), (50, 64)),
+        n_samples=48, static_steps=150, dynamic_steps=500, static_views_per_step=4,
+        dynamic_frames_per_step=2, dynamic_views_per_step=2, resolution_schedule=((0, 32), (150, 64)),
         max_render_size=64, lr_deformation=0.005, checkpoint_every=50)
     return dataclasses.replace(cfg, **overrides)
 

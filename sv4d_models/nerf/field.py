@@ -26,7 +26,7 @@ from torch import nn
 
 from .deformation import Deformation, DeformationConfig, init_linear
 from .hashgrid import HashGrid, HashGridConfig
-from .kplanes import KPlanes, KPlanesConfig
+from .kplanes import PLANE_REGULARISERS, KPlanes, KPlanesConfig
 
 ENCODINGS = ("hash", "kplanes")
 
@@ -117,7 +117,7 @@ class DynamicNeRF(nn.Module):
         return list(self.encoding.time.parameters()) if isinstance(self.encoding, KPlanes) and \
             self.encoding.time is not None else []
 
-    def regularisers(self, names=("plane_tv", "time_smooth", "time_l1")) -> dict:
+    def regularisers(self, names=PLANE_REGULARISERS) -> dict:
         """Parameter-space regularisers of every K-Planes module (the encoding, the deformation's planes), summed
         over modules; only those in ``names`` are computed (the fit asks for the ones with a weight); {} without
         planes."""

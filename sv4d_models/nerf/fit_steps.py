@@ -13,6 +13,7 @@ from . import losses as L
 from .deformation import max_time_bands
 from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
+from .kplanes import PLANE_REGULARISERS
 from .renderer import OccupancyGrid, render, render_rays
 
 
@@ -123,7 +124,7 @@ def _losses(state: TrainState, out: dict, gt: torch.Tensor, mask: torch.Tensor, 
         terms["opacity_entropy"] = (lc.opacity_entropy, L.opacity_entropy(acc))
     if lc.floater > 0:
         terms["floater"] = (lc.floater, L.floater_loss(acc, mask))
-    weighted = [n for n in ("plane_tv", "time_smooth", "time_l1") if getattr(lc, n) > 0]  # none computed at weight 0
+    weighted = [n for n in PLANE_REGULARISERS if getattr(lc, n) > 0]  # none computed at weight 0
     for name, value in state.model.regularisers(weighted).items():
         terms[name] = (getattr(lc, name), value)
     total = sum(w * v for w, v in terms.values() if w > 0)

@@ -29,6 +29,7 @@ from ..config import check_known_keys
 from ..validate import check_fields
 
 SPACE_PAIRS = ((0, 1), (0, 2), (1, 2))  # (x, y), (x, z), (y, z); then (x, t), (y, t), (z, t)
+PLANE_REGULARISERS = ("plane_tv", "time_smooth", "time_l1")  # names of the parameter regularisers (= LossConfig weights)
 
 
 @dataclass(frozen=True)
@@ -136,4 +137,4 @@ class KPlanes(nn.Module):
         return sum((1 - time).abs().mean() for time in self.time) / len(self.time)
 
 
-__all__ = ["KPlanesConfig", "KPlanes"]
+__all__ = ["KPlanesConfig", "KPlanes", "PLANE_REGULARISERS"]

@@ -10,10 +10,11 @@ import torch
 
 from ..config import check_known_keys
 from ..validate import check_fields
+from .kplanes import PLANE_REGULARISERS
 import torch.nn.functional as F
 
 
-REGULARISERS = ("distortion", "opacity_entropy", "floater", "plane_tv", "time_smooth", "time_l1")
+REGULARISERS = ("distortion", "opacity_entropy", "floater", *PLANE_REGULARISERS)
 
 
 @dataclass(frozen=True)

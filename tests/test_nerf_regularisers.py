@@ -88,7 +88,7 @@ def _planes_fit(weights: dict, target_fn, dynamic=True, steps=150):
 
     def loss():
         pred = head(planes(x, t if dynamic else None))[:, 0]
-        reg = {"plane_tv": planes.space_tv(), "time_smooth": planes.time_smoothness(), "time_l1": planes.time_l1()}
+        reg = planes.regularisers(tuple(weights))
         return (pred - y).pow(2).mean() + sum(w * reg[k] for k, w in weights.items())
 
     _optimise(list(planes.parameters()) + list(head.parameters()), loss, steps=steps, lr=0.02)

@@ -121,9 +121,8 @@ class DynamicNeRF(nn.Module):
         """Parameter-space regularisers of every K-Planes module (the encoding, the deformation's planes), summed
         over modules; only those in ``names`` are computed (the fit asks for the ones with a weight); {} without
         planes."""
-        planes = [m for m in self.modules() if isinstance(m, KPlanes)]
-        terms = {"plane_tv": KPlanes.space_tv, "time_smooth": KPlanes.time_smoothness, "time_l1": KPlanes.time_l1}
-        return {n: sum(terms[n](p) for p in planes) for n in names if planes}
+        per_module = [m.regularisers(names) for m in self.modules() if isinstance(m, KPlanes)]
+        return {n: sum(r[n] for r in per_module) for n in names} if per_module else {}
 
     # ------------------------------------------------------------------ coordinates
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from ..config import check_known_keys
 from ..validate import check_fields
 
 SPACE_PAIRS = ((0, 1), (0, 2), (1, 2))  # (x, y), (x, z), (y, z); then (x, t), (y, t), (z, t)
-PLANE_REGULARISERS = ("plane_tv", "time_smooth", "time_l1")  # names of the parameter regularisers (= LossConfig weights)
+PLANE_REGULARISERS = ("plane_tv", "time_smooth", "time_l1")  # the parameter regularisers (= LossConfig weights)
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,11 @@ class KPlanes(nn.Module):
         if self.time is None:
             return self.space[0].new_zeros(())
         return sum((1 - time).abs().mean() for time in self.time) / len(self.time)
+
+    def regularisers(self, names=PLANE_REGULARISERS) -> dict:
+        """``{name: value}`` of the regularisers in ``names`` (of ``PLANE_REGULARISERS``); only those are computed."""
+        terms = {"plane_tv": self.space_tv, "time_smooth": self.time_smoothness, "time_l1": self.time_l1}
+        return {n: terms[n]() for n in names}
 
 
 __all__ = ["KPlanesConfig", "KPlanes", "PLANE_REGULARISERS"]

@@ -31,7 +31,9 @@ def test_planes_shapes_and_static_start():
         planes.time[1][:, :, 4].mul_(2.0)  # the finest scale's row at t = 1, in each of its 3 planes
     moved = planes(x, torch.ones(50))
     assert torch.equal(moved[:, :4], static[:, :4]) and torch.allclose(moved[:, 4:], 8 * static[:, 4:])
-    assert torch.allclose(planes(x, torch.full((50,), 0.875)), planes(x, torch.full((50,), 0.875)))
+    # t = 0.875 lies halfway between the rows at 0.75 (1) and 1.0 (2): each of the 3 planes reads 1.5, the product 1.5^3
+    half = planes(x, torch.full((50,), 0.875))
+    assert torch.equal(half[:, :4], static[:, :4]) and torch.allclose(half[:, 4:], 1.5 ** 3 * static[:, 4:])
     assert float(planes.time_l1().detach()) > 0 and float(planes.time_smoothness().detach()) > 0
 
 

@@ -64,11 +64,11 @@ def main(argv=None) -> int:
     print(f"gpu preset: {real.static_steps} + {real.dynamic_steps} steps, {real.n_samples} samples per ray, "
           f"{real.max_render_size}^2 rays per image, {real.dynamic_frames_per_step} x {real.dynamic_views_per_step} "
           f"images per dynamic step; field {real.field.encoding}/{real.field.motion}")
-    print(f"measured on {torch.get_num_threads()} CPU threads over {a.steps} steps: {share:.3f} of the samples pass the "
-          f"occupancy grid, {seconds / samples * 1e6:.2f} us and {flops_per_sample / 1e3:.1f} kFLOP per sample "
+    print(f"measured on {torch.get_num_threads()} CPU threads over {a.steps} steps: {share:.3f} of the samples pass "
+          f"the occupancy grid, {seconds / samples * 1e6:.2f} us and {flops_per_sample / 1e3:.1f} kFLOP per sample "
           "(forward + backward)")
-    print(f"the whole fit: {total / 1e9:.2f} G samples, {total * flops_per_sample / 1e15:.2f} PFLOP; CPU (this machine) "
-          f"{cpu_s / 3600:.1f} h; one GPU at {a.gpu_tflops:g} TFLOP/s sustained: {gpu_s / 60:.1f} min (estimate)")
+    print(f"the whole fit: {total / 1e9:.2f} G samples, {total * flops_per_sample / 1e15:.2f} PFLOP; CPU (this "
+          f"machine) {cpu_s / 3600:.1f} h; one GPU at {a.gpu_tflops:g} TFLOP/s sustained: {gpu_s / 60:.1f} min (estimate)")
     return 0
 
 

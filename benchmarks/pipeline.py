@@ -5,9 +5,10 @@
 (One thread per process: on a shared 2-core machine, 2 OpenMP threads next to another busy process run
 several times slower and make the timings meaningless.)
 
-Each (store, length) runs in its own subprocess; peak RSS is that process's ``VmHWM`` (sv4d_models.memory) (models, run and
-reading every view back as uint8 frames, as a video writer would). ``workdir`` = per-pass files in a work dir
-(memory-mapped reads, the bounded-memory path); ``cpu`` = every pass kept in RAM (``offload="cpu"``, no work dir).
+Each (store, length) runs in its own subprocess; peak RSS is that process's ``VmHWM`` (``sv4d_models.memory``:
+models, run and reading every view back as uint8 frames, as a video writer would). ``workdir`` = per-pass files
+in a work dir (memory-mapped reads, the bounded-memory path); ``cpu`` = every pass kept in RAM (``offload="cpu"``,
+no work dir).
 """
 from __future__ import annotations
 

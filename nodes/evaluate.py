@@ -31,8 +31,8 @@ def metric_names(metrics: str) -> tuple[str, ...]:
 
 
 def settings_of(metrics: str, lpips_net: str, drop_input_view: bool, batch: int, device: str) -> EvalSettings:
-    return EvalSettings(metrics=metric_names(metrics), lpips_net=lpips_net, weights=weight_folders(), drop_input_view=drop_input_view,
-                        batch=batch, device=device)
+    return EvalSettings(metrics=metric_names(metrics), lpips_net=lpips_net, weights=weight_folders(),
+                        drop_input_view=drop_input_view, batch=batch, device=device)
 
 
 class Evaluate(io.ComfyNode):

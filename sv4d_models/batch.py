@@ -19,13 +19,11 @@ from typing import Callable
 
 from .batch_inputs import BatchItem, shard
 from .batch_report import manifest_row, merge_report, read_row, results_dir, write_row
+from .cli_text import KIND_EXIT_CODES, failure_kind
 from .job import JobSettings, run_job
 from .job_record import check_resume
 from .memory import PeakMemory
-from .cli_text import KIND_EXIT_CODES, failure_kind
 from .stopping import StopCheck, stop_requested
-
-
 
 
 @dataclasses.dataclass
@@ -58,8 +56,8 @@ def _run_one(item: BatchItem, settings: JobSettings, place: Place, loaded: dict,
         kind = failure_kind(exc)
         message = one_line(exc).replace("pass --overwrite to start over", f"delete {settings.out} to start over")
         message = message.removeprefix("--resume: ")  # the batch resumes every video; the flag is not the user's
-        row.update(status="interrupted" if kind == "interrupted" else "failed", kind=kind, exit_code=KIND_EXIT_CODES[kind],
-                   message=message, out=settings.out)
+        row.update(status="interrupted" if kind == "interrupted" else "failed", kind=kind,
+                   exit_code=KIND_EXIT_CODES[kind], message=message, out=settings.out)
         if kind == "error":
             row["traceback"] = traceback.format_exc()
         if kind == "out_of_memory":

@@ -304,8 +304,9 @@ class SyntheticScene:
 
         Azimuths default to ``camera.default_matrix_azimuths_deg(model_kind)`` (input view first), frame ``f``
         is at ``t = f / (F - 1)``; ``supersample`` as in ``render`` (1: one ray per pixel, aliased edges and
-        textures; s > 1: anti-aliased, fractional masks). Returns dict: ``images [F, V, H, W, 3]``, ``masks [F, V, H, W]``,
-        ``depth [F, V, H, W]``, ``cameras`` (``Cameras`` with V entries), ``times [F]``, ``azimuths_deg [V]``.
+        textures; s > 1: anti-aliased, fractional masks). Returns dict: ``images [F, V, H, W, 3]``,
+        ``masks [F, V, H, W]``, ``depth [F, V, H, W]``, ``cameras`` (``Cameras`` with V entries), ``times [F]``,
+        ``azimuths_deg [V]``.
         """
         if n_frames < 1 or size < 1:
             raise ValueError(f"n_frames={n_frames} and size={size} must both be >= 1")

@@ -226,5 +226,5 @@ def run_evaluation(pred: str | Path | torch.Tensor, gt: str | Path, out: str | P
     return result
 
 
-__all__ = ["EvalSettings", "METRICS", "parse_metrics", "IMAGE_METRICS", "LABELS", "load_networks", "image_scores", "evaluate_pairs",
-           "markdown_table", "run_evaluation", "load_pairs", "Networks"]
+__all__ = ["EvalSettings", "METRICS", "parse_metrics", "IMAGE_METRICS", "LABELS", "load_networks", "image_scores",
+           "evaluate_pairs", "markdown_table", "run_evaluation", "load_pairs", "Networks"]

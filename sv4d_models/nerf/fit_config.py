@@ -145,8 +145,8 @@ def cpu_preset(**overrides) -> NeRFFitConfig:
     scales, 8 channels, a row per frame) with 64-wide MLPs and the sparse-view regularisers, 48 samples, 2 frames x 2
     views per step, 150 + 500 steps; coarse to fine within each stage: 32 px renders for the first 150 steps of a
     stage (the whole static stage), then 64 px (a 32 px step costs about a quarter of a 64 px one: the time goes to
-    the dynamic stage's fine steps, which the held-out views gain most from). The hash-grid + deformation-MLP design (``with_design(cfg,
-    "hash_mlp")``) keeps its sizes here: L8 T2^15 grid (N_max 256), deformation 2x64."""
+    the dynamic stage's fine steps, which the held-out views gain most from). The hash-grid + deformation-MLP design
+    (``with_design(cfg, "hash_mlp")``) keeps its sizes here: L8 T2^15 grid (N_max 256), deformation 2x64."""
     cfg = NeRFFitConfig(
         field=FieldConfig(encoding="kplanes", motion="planes",
                           kplanes=KPlanesConfig(resolution=64, n_scales=3, time_resolution=0, features=8),

@@ -92,8 +92,8 @@ class KPlanes(nn.Module):
         c = cfg.features
         self.space = nn.ParameterList(
             nn.Parameter(torch.rand(3, c, r, r, generator=generator) * (hi - lo) + lo) for r in cfg.scale_resolutions())
-        self.time = nn.ParameterList(
-            nn.Parameter(torch.ones(3, c, cfg.time_resolution, r)) for r in cfg.scale_resolutions()) if dynamic else None
+        self.time = nn.ParameterList(nn.Parameter(torch.ones(3, c, cfg.time_resolution, r))
+                                     for r in cfg.scale_resolutions()) if dynamic else None
         self.n_output_dims = c * cfg.n_scales
 
     def forward(self, x_hat: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:

@@ -63,6 +63,11 @@ def _mean(xs: list) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def cell_row(preset: str, design: str, kind: str, seed: int, threads: int, ss: int) -> dict:
+    """The fields that name a cell (``cell_key`` reads them back): the start of every result row."""
+    return {"preset": preset, "design": design, "kind": kind, "seed": seed, "threads": threads, "gt_supersample": ss}
+
+
 def reference_scores(scene, gt: dict, held_views: list, cams, mid: list, ss: int) -> dict:
     """The two reference columns (module docstring): band-limited exact renders at the held-out views, and the
     crossfade of neighbouring frames at the mid-frame times; PSNR averaged over times as ``summarise`` does."""
@@ -94,8 +99,7 @@ def fit_cell(preset: str, kind: str, seed: int, design: str = "preset", ss: int 
     if design != "preset":
         cfg = with_design(cfg, design)
     t0 = time.perf_counter()
-    row = {"preset": preset, "design": design, "kind": kind, "seed": seed, "threads": torch.get_num_threads(),
-           "gt_supersample": ss}
+    row = cell_row(preset, design, kind, seed, torch.get_num_threads(), ss)
     try:
         fit = fit_dynamic_nerf(gt["images"], gt["masks"], gt["cameras"], gt["times"], cfg)
     except Exception as exc:  # noqa: BLE001 - a failed fit is a result of this benchmark (diverged)
@@ -133,8 +137,7 @@ def run_cell(preset: str, design: str, kind: str, seed: int, threads: int, ss: i
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"preset": preset, "design": design, "kind": kind, "seed": seed, "threads": threads,
-                "gt_supersample": ss, "diverged": True,
+        return {**cell_row(preset, design, kind, seed, threads, ss), "diverged": True,
                 "error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] or ''}"}
     return json.loads(lines[-1])
 

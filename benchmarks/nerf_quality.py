@@ -14,13 +14,17 @@ Ground truth (``--gt-supersample``): 4 x 4 rays per pixel, averaged (anti-aliase
 the product is: SV4D's frames come out of a VAE decoder), the default since issue 23's second session; 1 = one ray
 through each pixel centre, the benchmark's first definition. Point-sampled 64 px checker textures alias, and no
 field can know the aliasing pattern of a view it never saw: the exact anti-aliased image of a held-out view scores
-only 24.5-25.5 dB against the point-sampled one. Two reference columns say what the data allows, per cell:
+only 24.5-25.5 dB against the point-sampled one. Three reference columns say what the data allows, per cell:
 
 - ``ceiling views``: the exact scene rendered band-limited (``max(4, 2 s)`` rays per pixel side) against the
   held-out views' ground truth, at the first, middle and last time: a field that is the scene, without knowledge
   of the sampling pattern;
 - ``crossfade times``: the average of the two neighbouring fitted frames against each mid-frame time: what a field
-  scores that blends frames instead of moving the object (a field with the right motion can beat it).
+  scores that blends frames instead of moving the object (a field with the right motion can beat it);
+- ``midway times``: the exact scene with every part moved halfway along its motion parameters (offset, angle,
+  scale, bend: ``SyntheticScene.midway``) between the two neighbouring frames, rendered like the ground truth: what
+  a field scores that recovers each part's motion at the frames and interpolates it linearly (the parts really
+  move on sine curves, so even this misses by a little).
 
 A cell *diverged* when the divergence guard rolled back, the fit raised, any rendered frame covers less than half
 of the exact mask (a blank field), or the dynamic stage's loss over its last 10% of steps is not below its first 10%
@@ -69,16 +73,21 @@ def cell_row(preset: str, design: str, kind: str, seed: int, threads: int, ss: i
 
 
 def reference_scores(scene, gt: dict, held_views: list, cams, mid: list, ss: int) -> dict:
-    """The two reference columns (module docstring): band-limited exact renders at the held-out views, and the
-    crossfade of neighbouring frames at the mid-frame times; PSNR averaged over times as ``summarise`` does."""
+    """The reference columns (module docstring): band-limited exact renders at the held-out views; the crossfade of
+    the neighbouring frames and the midway scene at the mid-frame times. PSNR averaged over times as ``summarise``
+    does."""
     from sv4d_models.images import psnr
 
     picks = sorted({0, len(gt["times"]) // 2, len(gt["times"]) - 1})
     fine = max(4, 2 * ss)
     ceiling = [psnr(scene.render(cams, float(gt["times"][f]), SIZE, supersample=fine)["rgb"], held_views[f])
                for f in picks]
+    times = gt["times"].tolist()
     crossfade = [psnr((gt["images"][f] + gt["images"][f + 1]) / 2, mid[f]) for f in range(len(mid))]
-    return {"ceiling_views": round(_mean(ceiling), 2), "crossfade_times": round(_mean(crossfade), 2)}
+    midway = [psnr(s.render(gt["cameras"], tm, SIZE, supersample=ss)["rgb"], mid[f])
+              for f, (s, tm) in enumerate(scene.midway(times[f], times[f + 1]) for f in range(len(mid)))]
+    return {"ceiling_views": round(_mean(ceiling), 2), "crossfade_times": round(_mean(crossfade), 2),
+            "midway_times": round(_mean(midway), 2)}
 
 
 def fit_cell(preset: str, kind: str, seed: int, design: str = "preset", ss: int = GT_SUPERSAMPLE) -> dict:
@@ -149,7 +158,7 @@ def cell_key(r: dict) -> tuple:
 
 def table(rows: list[dict]) -> str:
     out = ["| preset | design | GT rays/px | scene | seed | threads | held-out views dB (ceiling) | "
-           "held-out times dB (crossfade) | fitted views dB | diverged | fit s |",
+           "held-out times dB (crossfade / midway) | fitted views dB | diverged | fit s |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ss = r.get("gt_supersample", 1)
@@ -161,9 +170,10 @@ def table(rows: list[dict]) -> str:
             continue
         why = [w for w, bad in (("rollback", r["rollbacks"]), ("blank", r["min_coverage_ratio"] < 0.5),
                                 ("loss", not r["loss_recovered"])) if bad]
-        ref = lambda k: f" ({r[k]:.2f})" if k in r else ""  # noqa: E731 - rows from before the reference columns
+        # rows from before a reference column lack it
+        ref = lambda *ks: f" ({' / '.join(f'{r[k]:.2f}' for k in ks if k in r)})" if ks[0] in r else ""  # noqa: E731
         out.append(f"{head} {r['psnr_views']:.2f}{ref('ceiling_views')} | "
-                   f"{r['psnr_times']:.2f}{ref('crossfade_times')} | {r['psnr_train']:.2f} | "
+                   f"{r['psnr_times']:.2f}{ref('crossfade_times', 'midway_times')} | {r['psnr_train']:.2f} | "
                    f"{'yes: ' + ', '.join(why) if why else 'no'} | {r['seconds']:.0f} |")
     return "\n".join(out)
 

@@ -286,6 +286,22 @@ class SyntheticScene:
             mask = coverage
         return {"rgb": rgb, "mask": mask, "depth": depth, "rgba": torch.cat([rgb, mask[..., None]], dim=-1)}
 
+    def midway(self, t0: float, t1: float) -> tuple["SyntheticScene", float]:
+        """The scene whose every motion parameter (offset, rotation angle, pulse scale, bend) at time ``tm = (t0 +
+        t1) / 2`` is the mean of this scene's values at ``t0`` and ``t1``, and ``tm``: each part moved halfway along
+        its parameters, what a field that interpolates each part's motion linearly between two frames shows.
+
+        All motions are ``amp * sin(2 pi (t + phase))`` and ``(sin a + sin b) / 2 = sin((a + b) / 2) cos((a - b) /
+        2)``, so the midway scene is this one with every amplitude times ``cos(pi (t1 - t0))`` (the same for every
+        phase), rendered at ``tm``."""
+        for name, t in (("t0", t0), ("t1", t1)):
+            if not 0.0 <= float(t) <= 1.0:
+                raise ValueError(f"{name}={t} must be in [0, 1]")
+        k = math.cos(math.pi * (float(t1) - float(t0)))
+        prims = tuple(replace(p, translate_amp=tuple(a * k for a in p.translate_amp), rotate_amp_deg=p.rotate_amp_deg * k,
+                              pulse_amp=p.pulse_amp * k, bend_amp=p.bend_amp * k) for p in self.primitives)
+        return replace(self, primitives=prims, name=f"{self.name}_midway"), (float(t0) + float(t1)) / 2
+
     def render_fn(self, cameras: Cameras, t: float, height: int, width: int | None = None) -> torch.Tensor:
         """``render_fn`` callable for :mod:`sv4d_models.export.video`: rgb ``[N, H, W, 3]``."""
         return self.render(cameras, t, height, width)["rgb"]

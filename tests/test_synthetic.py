@@ -155,3 +155,27 @@ def test_render_matrix_supersamples_every_cell_as_render_does():
     one = scene.render(soft["cameras"], 1.0, 16, supersample=2)
     assert torch.equal(soft["images"][1], one["rgb"]) and torch.equal(soft["masks"][1], one["mask"])
     assert ((soft["masks"] > 0) & (soft["masks"] < 1)).any() and set(hard["masks"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_midway_scene_moves_every_part_halfway_between_two_times():
+    from sv4d_models.synthetic import _axis_angle, _euler
+
+    scene = SyntheticScene.make("nonrigid", seed=3)
+    t0, t1 = 0.25, 0.375
+    mid_scene, tm = scene.midway(t0, t1)
+    assert tm == pytest.approx(0.3125)
+    for p, q in zip(scene.primitives, mid_scene.primitives):
+        (c0, _, s0, b0), (c1, _, s1, b1) = p.pose(t0), p.pose(t1)
+        cm, rm, sm, bm = q.pose(tm)
+        torch.testing.assert_close(cm, (c0 + c1) / 2, atol=1e-6, rtol=0)
+        assert sm == pytest.approx((s0 + s1) / 2) and bm == pytest.approx((b0 + b1) / 2)
+        angle = lambda t: p.rotate_amp_deg * math.sin(2 * math.pi * (t + p.phase))  # noqa: E731
+        want = _euler(p.base_rotation_deg) @ _axis_angle(p.rotate_axis, (angle(t0) + angle(t1)) / 2)
+        torch.testing.assert_close(rm, want, atol=1e-6, rtol=0)
+    # the midway of a time with itself is the scene at that time; a static scene has no motion to move
+    same, t = scene.midway(0.4, 0.4)
+    assert same.primitives == scene.primitives and t == 0.4
+    static = SyntheticScene.make("static", seed=3)
+    assert static.midway(0.0, 0.125)[0].primitives == static.primitives
+    with pytest.raises(ValueError, match="t1=1.5"):
+        scene.midway(0.0, 1.5)

@@ -298,8 +298,9 @@ class SyntheticScene:
             if not 0.0 <= float(t) <= 1.0:
                 raise ValueError(f"{name}={t} must be in [0, 1]")
         k = math.cos(math.pi * (float(t1) - float(t0)))
-        prims = tuple(replace(p, translate_amp=tuple(a * k for a in p.translate_amp), rotate_amp_deg=p.rotate_amp_deg * k,
-                              pulse_amp=p.pulse_amp * k, bend_amp=p.bend_amp * k) for p in self.primitives)
+        prims = tuple(replace(p, translate_amp=tuple(a * k for a in p.translate_amp),
+                              rotate_amp_deg=p.rotate_amp_deg * k, pulse_amp=p.pulse_amp * k, bend_amp=p.bend_amp * k)
+                      for p in self.primitives)
         return replace(self, primitives=prims, name=f"{self.name}_midway"), (float(t0) + float(t1)) / 2
 
     def render_fn(self, cameras: Cameras, t: float, height: int, width: int | None = None) -> torch.Tensor:

@@ -184,8 +184,7 @@ def translate_only(scene: SyntheticScene, cameras, t0: float, t1: float) -> torc
         for p, q in zip(scene.primitives, half.primitives):
             wave_m, wave_f = (math.sin(2 * math.pi * (t + p.phase)) for t in (tm, tf))
             prims.append(replace(q, rotate_amp_deg=p.rotate_amp_deg * wave_f / wave_m if abs(wave_m) > 1e-6 else 0.0))
-        renders.append(replace(half, primitives=tuple(prims), aabb_half_size=10.0).render(cameras, tm, SIZE,
-                                                                                          supersample=SS)["rgb"])
+        renders.append(replace(half, primitives=tuple(prims)).render(cameras, tm, SIZE, supersample=SS)["rgb"])
     return (renders[0] + renders[1]) / 2
 
 

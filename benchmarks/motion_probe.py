@@ -37,21 +37,15 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kornia.filters import filter3d, get_gaussian_kernel3d  # noqa: E402
+from kornia.geometry.conversions import axis_angle_to_rotation_matrix  # noqa: E402
+
 from sv4d_models.images import psnr  # noqa: E402
 from sv4d_models.nerf.renderer import render  # noqa: E402
 from sv4d_models.synthetic import SyntheticScene  # noqa: E402
 
 N_FRAMES, SIZE, SS = 9, 64, 4  # benchmarks/nerf_quality.py's matrix and ground truth
-
-
-def rotation_matrices(r: torch.Tensor) -> torch.Tensor:
-    """Axis-angle vectors ``[N, 3]`` -> rotation matrices ``[N, 3, 3]`` (Rodrigues)."""
-    theta = r.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-    k = r / theta
-    zero = torch.zeros_like(k[:, 0])
-    kx = torch.stack([zero, -k[:, 2], k[:, 1], k[:, 2], zero, -k[:, 0], -k[:, 1], k[:, 0], zero], -1).view(-1, 3, 3)
-    s, c = torch.sin(theta)[..., None], torch.cos(theta)[..., None]
-    return torch.eye(3).expand_as(kx) + s * kx + (1 - c) * (kx @ kx)
+SIGMAS = (2.0, 1.0, 0.0)  # the graph fit's blur levels (voxels), coarse to fine
 
 
 class DeformationGraph:
@@ -73,13 +67,13 @@ class DeformationGraph:
 
     def apply(self, x: torch.Tensor, s: float = 1.0, cached=None) -> torch.Tensor:
         idx, w = cached if cached is not None else self.weights(x)
-        rot, p = rotation_matrices(self.r * s)[idx], self.p[idx]
+        rot, p = axis_angle_to_rotation_matrix(self.r * s)[idx], self.p[idx]
         y = torch.einsum("nkij,nkj->nki", rot, x[:, None] - p) + p + s * self.t[idx]
         return (w[..., None] * y).sum(1)
 
     def rigidity(self) -> torch.Tensor:
         """As-rigid-as-possible: each node's motion applied to its neighbours should land where they move."""
-        rot = rotation_matrices(self.r)
+        rot = axis_angle_to_rotation_matrix(self.r)
         pj, pk = self.p[:, None], self.p[self.neighbours]
         moved = torch.einsum("jab,jkb->jka", rot, pk - pj) + pj + self.t[:, None]
         return (moved - (pk + self.t[self.neighbours])).pow(2).sum(-1).mean()
@@ -91,20 +85,15 @@ def sample_volume(vol: torch.Tensor, x: torch.Tensor, half: float) -> torch.Tens
     return F.grid_sample(vol[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0, :, :, 0, 0].T
 
 
-def blur(vol: torch.Tensor, sigma: float) -> torch.Tensor:
-    if sigma <= 0:
-        return vol
-    r = int(math.ceil(2.5 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1.0) / sigma) ** 2)
-    k = k / k.sum()
-    v, c = vol[None], vol.shape[0]
-    for dim in range(3):
-        shape = [1, 1, 1, 1, 1]
-        shape[2 + dim] = 2 * r + 1
-        pad = [0] * 6
-        pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = r
-        v = F.conv3d(F.pad(v, pad, mode="replicate"), k.view(shape).expand(c, 1, *shape[2:]).contiguous(), groups=c)
-    return v[0]
+def pyramid(vol: torch.Tensor) -> list[torch.Tensor]:
+    """``vol`` Gaussian-blurred at each of ``SIGMAS`` (voxels; 0 = sharp), coarse to fine: the stages of the graph fit.
+    Computed once per frame (each frame is the second volume of one pair and the first of the next)."""
+    out = []
+    for sigma in SIGMAS:
+        size = 2 * math.ceil(2.5 * sigma) + 1
+        out.append(filter3d(vol[None], get_gaussian_kernel3d((size,) * 3, (sigma,) * 3), border_type="replicate")[0]
+                   if sigma > 0 else vol)
+    return out
 
 
 @torch.no_grad()
@@ -130,17 +119,17 @@ def farthest_points(pts: torch.Tensor, n: int) -> torch.Tensor:
     return pts[idx]
 
 
-def fit_graph(vol_a, vol_b, pts, half: float, n_nodes: int, steps=(80, 80, 80), sigmas=(2.0, 1.0, 0.0),
-              colour: float = 1.0, rigidity: float = 10.0) -> DeformationGraph:
-    occ_a, occ_b = vol_a[0].reshape(-1), vol_b[0].reshape(-1)
+def fit_graph(pyr_a: list, pyr_b: list, pts, half: float, n_nodes: int, steps: int = 80, colour: float = 1.0,
+              rigidity: float = 10.0) -> DeformationGraph:
+    """The graph moving frame a onto frame b: ``steps`` Adam steps on each level of their pyramids (``pyramid``)."""
+    occ_a, occ_b = pyr_a[-1][0].reshape(-1), pyr_b[-1][0].reshape(-1)
     graph = DeformationGraph(farthest_points(pts[occ_a > 0.5], n_nodes))
     band = pts[(occ_a > 0.02) | (occ_b > 0.02)]
     cached = graph.weights(band)
     opt = torch.optim.Adam([graph.r, graph.t], lr=0.01)
-    for n, sigma in zip(steps, sigmas):
-        va, vb = blur(vol_a, sigma), blur(vol_b, sigma)
+    for va, vb in zip(pyr_a, pyr_b):
         fa = sample_volume(va, band, half)
-        for _ in range(n):
+        for _ in range(steps):
             fb = sample_volume(vb, graph.apply(band, 1.0, cached), half)
             w = (fa[:, 0] * fb[:, 0]).detach()
             loss = (fa[:, 0] - fb[:, 0]).pow(2).mean() + rigidity * graph.rigidity() + \
@@ -207,7 +196,8 @@ def main(argv=None) -> int:
     t1 = time.perf_counter()
     model, half = fit.model.eval(), fit.model.cfg.aabb_half_size
     vols, pts = field_volumes(model, times, a.grid, half)
-    graphs = [fit_graph(vols[i], vols[i + 1], pts, half, a.nodes) for i in range(len(times) - 1)]
+    pyramids = [pyramid(v) for v in vols]
+    graphs = [fit_graph(pyramids[i], pyramids[i + 1], pts, half, a.nodes) for i in range(len(times) - 1)]
     t2 = time.perf_counter()
     print(f"{a.kind} seed {a.seed}: cpu-preset fit {t1 - t0:.0f} s, volumes + {len(graphs)} graphs {t2 - t1:.0f} s")
     interp = GraphInterpolated(model, times, graphs)

@@ -97,6 +97,33 @@ def test_resume_from_checkpoint_is_bit_exact(tmp_path):
         fit_dynamic_nerf(images.flip(-2), masks, cams, times, ckpt_cfg)
 
 
+def test_part_motion_is_estimated_once_saved_and_used_between_frames(tmp_path, monkeypatch):
+    from sv4d_models.nerf import fit as fit_module
+    from sv4d_models.nerf.motion import MotionConfig, MotionField
+
+    images, masks, cams, times, cfg = _small_problem()
+    cfg = dataclasses.replace(cfg, checkpoint_dir=str(tmp_path / "run"),
+                              motion=MotionConfig(enabled=True, grid=16, refine_steps=4))
+    res = fit_dynamic_nerf(images, masks, cams, times, cfg)
+    assert res.motion is not None and res.motion.times.tolist() == times.double().tolist()
+    assert isinstance(res.render_field(), MotionField)
+    loaded = load_fit_result(tmp_path / "run" / CHECKPOINT_NAME)
+    saved = loaded.motion.state_dict()
+    for k, v in res.motion.state_dict().items():
+        assert (torch.equal(v, saved[k]) if torch.is_tensor(v) else v == saved[k]), k
+    # a finished checkpoint brings its motion back: nothing is estimated again
+    monkeypatch.setattr(fit_module, "estimate_part_motion", lambda *a, **k: pytest.fail("estimated again"))
+    again = fit_dynamic_nerf(images, masks, cams, times, cfg)
+    assert torch.equal(again.motion.step_w, res.motion.step_w)
+    # renders at a fitted frame are the field's; without motion the result renders the model itself
+    r_motion = res.render(cams[[1]], 1.0, 8, n_samples=8, normals=None)
+    r_plain = render(res.model, cams[[1]], 1.0, 8, n_samples=8, occupancy=res.occupancy, normals=None)
+    assert torch.equal(r_motion["rgb"], r_plain["rgb"])
+    off = fit_dynamic_nerf(images, masks, cams, times, dataclasses.replace(
+        cfg, checkpoint_dir="", motion=MotionConfig(enabled=False)))
+    assert off.motion is None and off.render_field() is off.model
+
+
 def test_should_stop_and_callback_and_determinism():
     images, masks, cams, times, cfg = _small_problem()
     cfg = dataclasses.replace(cfg, preview_every=5, preview_size=8)

@@ -23,6 +23,7 @@ from .field import DynamicNeRF
 from .fit_config import NeRFFitConfig
 from .fit_steps import TrainState, build_state, train_step
 from .guard import DivergenceGuard
+from .motion import MotionField, PartMotion, estimate_part_motion
 from .renderer import OccupancyGrid, render
 
 CHECKPOINT_NAME = "nerf_checkpoint.pt"
@@ -37,11 +38,16 @@ class NeRFFitResult:
     step: int  # steps completed
     history: list = field(default_factory=list)  # per-step dicts of float loss terms
     rollbacks: list = field(default_factory=list)  # divergence-guard events (nerf/guard.py)
+    motion: PartMotion | None = None  # the parts' motion between the frames (config.motion; nerf/motion.py)
+
+    def render_field(self):
+        """What renders read: the model, through the parts' motion between its frames when it was estimated."""
+        return self.model if self.motion is None else MotionField(self.model, self.motion)
 
     def render(self, cameras: Cameras, times, height: int, width: int | None = None, **kw) -> dict:
         kw.setdefault("n_samples", self.config.n_samples)
         kw.setdefault("chunk", self.config.render_chunk)
-        return render(self.model, cameras, times, height, width, occupancy=self.occupancy, **kw)
+        return render(self.render_field(), cameras, times, height, width, occupancy=self.occupancy, **kw)
 
 def camera_matrix(cameras, n_frames: int, n_views: int) -> tuple[torch.Tensor, float]:
     """``Cameras`` (V views) or a sequence of F ``Cameras`` -> c2w ``[F, V, 4, 4]`` float64 and the FoV (deg)."""
@@ -65,10 +71,12 @@ def data_fingerprint(images: torch.Tensor, masks: torch.Tensor, times: torch.Ten
     return fingerprint(images.detach().float(), masks.detach().float(), torch.as_tensor(times, dtype=torch.float64))
 
 
-def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: str | None = None) -> None:
+def save_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: str | None = None,
+                    motion: PartMotion | None = None) -> None:
     """Atomic save (``files.atomic_torch_save``) of everything needed to resume; tensors and plain containers
-    only, so it is read back with ``weights_only=True``."""
+    only, so it is read back with ``weights_only=True``. ``motion``: the parts' motion, once the fit is done."""
     payload = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "identity": config_identity(cfg),
+               "motion": None if motion is None else motion.state_dict(),
                "data": data_id, "step": state.step, "model": state.model.state_dict(),
                "optimizer": state.optimizer.state_dict(),
                "occupancy": state.occupancy.state_dict() if state.occupancy is not None else None,
@@ -131,7 +139,8 @@ def load_fit_result(path: str | Path, device: str | torch.device = "cpu",
         occ = OccupancyGrid(cfg.field.aabb_half_size, cfg.occupancy.resolution, cfg.occupancy.ema_decay,
                             cfg.occupancy.threshold).to(device)
         occ.load_state_dict(payload["occupancy"])
-    return NeRFFitResult(model, occ, cfg, int(payload["step"]), list(payload["history"]))
+    motion = PartMotion.from_state_dict(payload["motion"]) if payload.get("motion") is not None else None
+    return NeRFFitResult(model, occ, cfg, int(payload["step"]), list(payload["history"]), motion=motion)
 
 
 def check_fit_inputs(images, masks, cameras, times, normal_maps=None):
@@ -193,8 +202,11 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
     if ckpt is not None and ckpt.exists() and restart_mismatched and \
             checkpoint_mismatch(_read_checkpoint(ckpt), config, data_id):
         ckpt.unlink()  # overwrite: an earlier fit of other settings / data is replaced, not resumed
+    motion = None
     if ckpt is not None and ckpt.exists():
         load_checkpoint(ckpt, state, config, data_id)
+        saved = _read_checkpoint(ckpt).get("motion") if state.step >= config.total_steps else None
+        motion = PartMotion.from_state_dict(saved) if saved is not None else None
     guard = DivergenceGuard(config.guard, state)
     while state.step < config.total_steps:
         if stop_requested(should_stop):
@@ -214,6 +226,8 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
             callback(events.fit_step(info, config.total_steps))
         if ckpt is not None and state.step % config.checkpoint_every == 0:
             save_checkpoint(ckpt, state, config, data_id)
+    if motion is None and config.motion.enabled and config.dynamic_steps > 0:
+        motion = estimate_part_motion(state.model, state.times, config.motion, config.field.aabb_half_size)
     if ckpt is not None:
-        save_checkpoint(ckpt, state, config, data_id)
-    return NeRFFitResult(state.model, state.occupancy, config, state.step, state.history, guard.events)
+        save_checkpoint(ckpt, state, config, data_id, motion)
+    return NeRFFitResult(state.model, state.occupancy, config, state.step, state.history, guard.events, motion)

@@ -13,6 +13,7 @@ from .guard import GuardConfig
 from .hashgrid import HashGridConfig
 from .kplanes import KPlanesConfig
 from .losses import LossConfig
+from .motion import MotionConfig
 from .renderer import OccupancyConfig
 
 
@@ -28,6 +29,8 @@ class NeRFFitConfig:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     occupancy: OccupancyConfig = dataclasses.field(default_factory=OccupancyConfig)
     guard: GuardConfig = dataclasses.field(default_factory=GuardConfig)  # loss-spike rollback (nerf/guard.py)
+    # after the fit: the parts' motion between the frames, for renders at in-between times (nerf/motion.py)
+    motion: MotionConfig = dataclasses.field(default_factory=MotionConfig)
     seed: int = 0  # all randomness (init, batches, pixel offsets, stratification) comes from this seed
     n_samples: int = 256  # stratified samples per ray over the ray's AABB segment
     static_steps: int = 600  # stage 1: frame 0 only, deformation off
@@ -59,7 +62,7 @@ class NeRFFitConfig:
     def from_dict(cls, d: dict) -> "NeRFFitConfig":
         """Strict constructor: unknown keys raise ValueError; nested dicts become nested configs."""
         d = known_fields(cls, d, {"field": FieldConfig, "loss": LossConfig, "occupancy": OccupancyConfig,
-                                  "guard": GuardConfig})
+                                  "guard": GuardConfig, "motion": MotionConfig})
         for key in ("resolution_schedule", "adam_betas"):
             if key in d:
                 d[key] = tuple(tuple(v) if isinstance(v, list) else v for v in d[key])
@@ -153,9 +156,10 @@ def cpu_preset(**overrides) -> NeRFFitConfig:
                           grid=HashGridConfig(n_levels=8, log2_hashmap_size=15, base_resolution=16,
                                               per_level_scale=2 ** (4 / 7)),
                           deformation=DeformationConfig(n_freq_x=4, n_freq_t=4, hidden=64, n_hidden_layers=2),
-                          hidden=64),
+                          hidden=32),
         loss=LossConfig(lpips=0.0, bilateral_normal=0.0, bilateral_depth=10.0, **DESIGN_REGULARISERS),
         occupancy=OccupancyConfig(resolution=32, warmup_steps=32, update_every=16),
+        motion=MotionConfig(enabled=True),
         n_samples=48, static_steps=150, dynamic_steps=500, static_views_per_step=4,
         dynamic_frames_per_step=2, dynamic_views_per_step=2, resolution_schedule=((0, 32), (150, 64)),
         max_render_size=64, lr_deformation=0.005, checkpoint_every=50)

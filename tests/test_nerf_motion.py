@@ -11,7 +11,7 @@ from torch import nn
 
 from sv4d_models.camera import Cameras
 from sv4d_models.images import psnr
-from sv4d_models.nerf.motion import (MotionConfig, MotionField, PartMotion, _axis_angle, _blur,
+from sv4d_models.nerf.motion import (MotionConfig, MotionField, PartMotion, _axis_angle, _blur, _choose,
                                      connected_components, estimate_part_motion)
 from sv4d_models.nerf.renderer import render
 from sv4d_models.synthetic import Primitive, SyntheticScene
@@ -89,6 +89,20 @@ def test_axis_angle_rotations():
     assert torch.allclose(w0.grad, torch.tensor([[0.0, 0.0, 1.0]]))
 
 
+@pytest.mark.parametrize("turns,costs,taken,ambiguous", [
+    ((-38.0, 52.0), (1.0, 1.0), -38.0, True),  # prior odds 2.0: either way, blended
+    ((46.0, -74.0), (1.0, 1.0), 46.0, False),  # odds 6.5: the slower
+    ((-21.0, 69.0), (1.0, 1.0), -21.0, False),  # odds 11
+    ((60.0, 10.0), (1.0, 1.25), 10.0, False),  # within ambiguity_cost (1.3) of the best: the slower, odds 7
+    ((10.0, 60.0), (1.0, 1.5), 10.0, False),  # beyond it: not a rival
+    ((44.0, 47.0, 0.0), (1.0, 1.02, 9.0), 44.0, False),  # 3 deg apart: the same turn, not two
+])
+def test_choose_the_slower_turn_unless_the_speed_prior_cannot_tell(turns, costs, taken, ambiguous):
+    w = torch.tensor([[0.0, 0.0, math.radians(t)] for t in turns])
+    pick, amb = _choose(w, torch.tensor(costs), MotionConfig())
+    assert turns[pick] == taken and amb is ambiguous
+
+
 def _two_parts(rotate_amp: float, translate_y: float) -> SyntheticScene:
     box = Primitive("round_box", (0.2, 0.2, 0.08, 0.03), (0.0, 0.0, -0.25), (0.85, 0.2, 0.15), "checker",
                     texture_freq=10.0, rotate_amp_deg=rotate_amp)
@@ -133,17 +147,18 @@ def _striped_ring() -> SyntheticScene:
     return SyntheticScene((ring,))
 
 
-@pytest.mark.parametrize("turn,ambiguous", [(20.0, False), (45.0, True)])
-def test_a_striped_ring_turning_about_its_axis(turn, ambiguous):
-    # four stripe pairs (one every 90 deg): a 20 deg turn is told from the -70 deg one that shows the same (the
-    # slower is taken); a 45 deg turn swaps the colours, which -45 deg does as well: the direction is unknown
+@pytest.mark.parametrize("turn,ambiguous,taken", [(20.0, False, 20.0), (45.0, True, None), (69.0, False, 21.0)])
+def test_a_striped_ring_turning_about_its_axis(turn, ambiguous, taken):
+    # Four stripe pairs (one every 90 deg): the frames show the same for a turn and that turn - 90 deg. The slower
+    # turn is taken where a speed prior (sigma 30 deg) makes it at least 3x likelier: 20 (not -70) deg; also -21 for
+    # a true 69 deg turn, which no estimate from the frames can tell. 45 (vs -45) deg: either direction, blended.
     t1 = math.asin(turn / 90.0) / (2 * math.pi)
     scene = _striped_ring()
     m = estimate_part_motion(FramesField(scene, [0.0, t1]), [0.0, t1], MotionConfig(enabled=True, grid=40), HALF)
     assert m.n_parts == 1
     assert bool(m.ambiguous[0, 0]) is ambiguous
-    if not ambiguous:
-        assert abs(float(_step_degrees(m)[0, 0]) - turn) < 3.0
+    if taken is not None:
+        assert abs(float(_step_degrees(m)[0, 0]) - taken) < 3.0
 
 
 def test_state_dict_round_trip_and_a_field_without_parts():

@@ -9,8 +9,15 @@ anti-aliased ground truth and cpu-preset fit) and scores, at the 8 mid-frame tim
   renders with the rotation of either neighbouring frame, averaged): what a flow that only follows translations
   can reach;
 - ``midway``: every part moved halfway along all its motion parameters (``SyntheticScene.midway``);
-- ``fit``: the fitted field at the mid-frame times (``benchmarks/nerf_quality.py``'s held-out times);
-- ``fit + graph``: an experiment, not part of the library. Between each pair of fitted frames an embedded
+- ``fit, no motion``: the fitted field read at the mid-frame times as it is (K-Planes blends its time rows);
+- ``fit + part motion``: the fit as shipped (``benchmarks/nerf_quality.py``'s held-out times): the field read
+  through the parts' motion the fit estimated (``sv4d_models.nerf.motion``);
+- ``+ true ring turn``: the same, with the striped torus's step motions replaced by its true ones (the parts are
+  matched to the scene's primitives by their centres at frame 0); the torus's four stripe pairs repeat every 90
+  degrees and it turns about its own axis, so its frames are the same for a turn and that turn minus 90 degrees:
+  what this column gains is what the frames cannot tell;
+- ``+ true motion``: every part's step motions replaced by the true ones (the fitted field's own limit);
+- ``fit + graph``: an experiment of issue 23's fourth session, not part of the library. Between each pair of fitted frames an embedded
   deformation graph (``--nodes`` nodes on frame i's occupied voxels, a rotation and a translation each, blended
   by Gaussian weights of the 4 nearest nodes, as-rigid-as-possible between neighbouring nodes) is fitted so that
   frame i's occupancy and colour voxels (``--grid``^3, read from the field) land on frame i+1's, coarse to fine
@@ -38,7 +45,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kornia.filters import filter3d, get_gaussian_kernel3d  # noqa: E402
-from kornia.geometry.conversions import axis_angle_to_rotation_matrix  # noqa: E402
+from kornia.geometry.conversions import axis_angle_to_rotation_matrix, rotation_matrix_to_axis_angle  # noqa: E402
 
 from sv4d_models.images import psnr  # noqa: E402
 from sv4d_models.nerf.renderer import render  # noqa: E402
@@ -177,6 +184,26 @@ def translate_only(scene: SyntheticScene, cameras, t0: float, t1: float) -> torc
     return (renders[0] + renders[1]) / 2
 
 
+def true_steps(motion, scene: SyntheticScene, times: list, primitives: set):
+    """A copy of a ``PartMotion`` whose parts that are the scene's ``primitives`` (indices; parts matched to the
+    primitive whose centre at frame 0 is nearest) move between the frames as those primitives do."""
+    import copy
+
+    out = copy.deepcopy(motion)
+    for p in range(motion.n_parts):
+        j = min(range(len(scene.primitives)),
+                key=lambda i: float((scene.primitives[i].pose(times[0])[0] - motion.step_c[p, 0]).norm()))
+        if j not in primitives:
+            continue
+        prim = scene.primitives[j]
+        for k in range(len(times) - 1):
+            (c0, r0, s0, _), (c1, r1, s1, _) = prim.pose(times[k]), prim.pose(times[k + 1])
+            out.step_w[p, k] = rotation_matrix_to_axis_angle((r1 @ r0.T)[None])[0]
+            out.step_d[p, k], out.step_c[p, k] = c1 - c0, c0
+            out.step_log_s[p, k], out.ambiguous[p, k] = math.log(s1 / s0), False
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kind", default="rigid", choices=["rigid", "nonrigid"])
@@ -201,7 +228,15 @@ def main(argv=None) -> int:
     t2 = time.perf_counter()
     print(f"{a.kind} seed {a.seed}: cpu-preset fit {t1 - t0:.0f} s, volumes + {len(graphs)} graphs {t2 - t1:.0f} s")
     interp = GraphInterpolated(model, times, graphs)
-    cols = ("crossfade", "translate only", "midway", "fit", "fit + graph")
+    from sv4d_models.nerf.motion import MotionField
+
+    if fit.motion is None:
+        raise SystemExit("the cpu preset estimates no part motion (config.motion.enabled); nothing to probe")
+    ring = [i for i, p in enumerate(scene.primitives) if p.shape == "torus"]
+    true_ring = MotionField(model, true_steps(fit.motion, scene, times, set(ring)))
+    true_all = MotionField(model, true_steps(fit.motion, scene, times, set(range(len(scene.primitives)))))
+    cols = ("crossfade", "translate only", "midway", "fit, no motion", "fit + part motion", "+ true ring turn",
+            "+ true motion", "fit + graph")
     rows = []
     print("| mid-frame | " + " | ".join(cols) + " |\n" + "|---" * (len(cols) + 1) + "|")
     for f in range(len(times) - 1):
@@ -211,7 +246,9 @@ def main(argv=None) -> int:
         with torch.no_grad():
             renders = [(gt["images"][f] + gt["images"][f + 1]) / 2, translate_only(scene, cams, times[f], times[f + 1]),
                        mid_scene.render(cams, tm, SIZE, supersample=SS)["rgb"],
-                       fit.render(cams, tm, SIZE, normals=None)["rgb"].clamp(0, 1),
+                       *[render(m, cams, tm, SIZE, n_samples=fit.config.n_samples, occupancy=fit.occupancy,
+                                normals=None)["rgb"].clamp(0, 1) for m in (model, fit.render_field(), true_ring,
+                                                                            true_all)],
                        render(interp, cams, tm, SIZE, n_samples=fit.config.n_samples, normals=None)["rgb"].clamp(0, 1)]
         rows.append([psnr(r, truth) for r in renders])
         print(f"| {f} | " + " | ".join(f"{v:.2f}" for v in rows[-1]) + " |", flush=True)

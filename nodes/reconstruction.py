@@ -64,7 +64,8 @@ class FitNeRF(io.ComfyNode):
         return io.Schema(
             node_id="SV4D_FitNeRF", display_name="SV4D Fit 4D NeRF", category="SV4D/reconstruction",
             description="Dynamic NeRF fit to the image matrix (static frame-0 stage, then the space-time K-Planes "
-                        "field: the cpu / gpu presets), following SV4D section 3.2.",
+                        "field: the cpu / gpu presets), following SV4D section 3.2; the cpu preset then reads each "
+                        "part's motion between the frames, so renders between frames move the parts.",
             inputs=[Matrix.Input("matrix", tooltip="the image matrix from SV4D Assemble Grid"),
                     io.Combo.Input("preset", options=list(PRESETS), default="cpu",
                                    tooltip=f"{presets_help()} (the same presets as sv4d --preset; the export nodes' "

@@ -185,8 +185,9 @@ def _best(target, y, src, weights, hyps_w, hyps_d, c, half, chunk: int = 512) ->
 
 def _choose(w: torch.Tensor, cost: torch.Tensor, cfg: MotionConfig) -> tuple[int, bool]:
     """The hypothesis taken and whether its turn is ambiguous (module docstring, 4). A wrong turn shows the
-    part's texture half a period off at the mid time, a blend only half as far (a quarter of the squared error), so
-    the slower turn is taken only where the speed prior makes the other ones at most a quarter as likely."""
+    part's texture half a period off at the mid time, a blend half as far (a quarter of the squared error), so the
+    slower turn is taken only where the speed prior makes it ``PICK_ODDS`` = 3 times likelier than each other one
+    (a wrong pick then has a chance under 1/4)."""
     b = int(cost.argmin())
     sep = math.radians(SEPARATION_DEG)
     equal = [i for i in range(len(w)) if float(cost[i]) <= float(cost[b]) * cfg.ambiguity_cost + 1e-6
@@ -233,8 +234,8 @@ class PartMotion:
 def estimate_part_motion(model, times, cfg: MotionConfig, half_size: float) -> PartMotion:
     """Track the parts of frame 0 through the fitted frames (module docstring, 1-4)."""
     times = torch.as_tensor(times, dtype=torch.float64).reshape(-1).cpu()
-    n_f, g, half = len(times), cfg.grid, float(half_size)
-    vols = field_volumes(model, times, g, half)
+    half = float(half_size)
+    vols = field_volumes(model, times, cfg.grid, half)
     with torch.enable_grad():
         return _track(vols, times, cfg, half)
 

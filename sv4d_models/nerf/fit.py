@@ -103,8 +103,9 @@ def checkpoint_mismatch(payload: dict, cfg: NeRFFitConfig, data_id: str | None) 
     return changed
 
 
-def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: str | None = None) -> None:
-    """Restore a ``TrainState`` in place; refuses a checkpoint of another config or other data (ValueError)."""
+def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: str | None = None) -> dict:
+    """Restore a ``TrainState`` in place and return the checkpoint's payload (for what is not training state, e.g.
+    the part motion); refuses a checkpoint of another config or other data (ValueError)."""
     payload = _read_checkpoint(path)
     changed = identity_differences(payload.get("identity"), config_identity(cfg))
     if changed:
@@ -123,6 +124,7 @@ def load_checkpoint(path: Path, state: TrainState, cfg: NeRFFitConfig, data_id: 
     state.step = int(payload["step"])
     state.history = list(payload["history"])
     state.lr_scale = float(payload.get("lr_scale", 1.0))
+    return payload
 
 
 def load_fit_result(path: str | Path, device: str | torch.device = "cpu",
@@ -204,9 +206,9 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
         ckpt.unlink()  # overwrite: an earlier fit of other settings / data is replaced, not resumed
     motion = None
     if ckpt is not None and ckpt.exists():
-        load_checkpoint(ckpt, state, config, data_id)
-        saved = _read_checkpoint(ckpt).get("motion") if state.step >= config.total_steps else None
-        motion = PartMotion.from_state_dict(saved) if saved is not None else None
+        saved = load_checkpoint(ckpt, state, config, data_id).get("motion")
+        if saved is not None and state.step >= config.total_steps:
+            motion = PartMotion.from_state_dict(saved)
     guard = DivergenceGuard(config.guard, state)
     while state.step < config.total_steps:
         if stop_requested(should_stop):

@@ -90,13 +90,43 @@ def reference_scores(scene, gt: dict, held_views: list, cams, mid: list, ss: int
             "midway_times": round(_mean(midway), 2)}
 
 
+def design_config(cfg, design: str):
+    """``cfg`` with ``design``: ``preset`` or a name of ``fit_config.DESIGNS``, then optional ``+KEY=VALUE`` settings
+    (dotted keys of ``NeRFFitConfig.to_dict()``, JSON values), e.g. ``preset+lr=0.02+motion.ambiguity_cost=1.3``."""
+    from sv4d_models.nerf.fit_config import with_design
+
+    name, *settings = design.split("+")
+    if name != "preset":
+        cfg = with_design(cfg, name)
+    if not settings:
+        return cfg
+    d = cfg.to_dict()
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"design setting {item!r} must be KEY=VALUE, e.g. lr=0.02")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        *path, last = key.split(".")
+        node = d
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"design setting {key!r}: {part!r} is not a group of the fit config")
+            node = node[part]
+        if last not in node:
+            raise ValueError(f"design setting {key!r}: no such fit setting (see NeRFFitConfig.to_dict())")
+        node[last] = value
+    return type(cfg).from_dict(d)
+
+
 def fit_cell(preset: str, kind: str, seed: int, design: str = "preset", ss: int = GT_SUPERSAMPLE) -> dict:
     """Fit one cell in this process and score it (see the module docstring)."""
     import torch
 
     from sv4d_models.camera import Cameras
     from sv4d_models.nerf.fit import fit_dynamic_nerf
-    from sv4d_models.nerf.fit_config import with_design
     from sv4d_models.presets import get_preset
     from sv4d_models.nerf.quality import evaluate, summarise
     from sv4d_models.synthetic import SyntheticScene
@@ -104,9 +134,7 @@ def fit_cell(preset: str, kind: str, seed: int, design: str = "preset", ss: int 
     torch.manual_seed(seed)
     scene = SyntheticScene.make(kind=kind, seed=seed)
     gt = scene.render_matrix(model_kind="sv4d", n_frames=N_FRAMES, size=SIZE, supersample=ss)
-    cfg = get_preset(preset).fit_config()
-    if design != "preset":
-        cfg = with_design(cfg, design)
+    cfg = design_config(get_preset(preset).fit_config(), design)
     t0 = time.perf_counter()
     row = cell_row(preset, design, kind, seed, torch.get_num_threads(), ss)
     try:
@@ -203,7 +231,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["tiny", "cpu"])
     ap.add_argument("--designs", nargs="+", default=["preset"],
-                    help="'preset' (as shipped) and / or names of sv4d_models.nerf.fit_config.DESIGNS")
+                    help="'preset' (as shipped) and / or names of sv4d_models.nerf.fit_config.DESIGNS, each "
+                         "optionally followed by +KEY=VALUE fit settings, e.g. preset+lr=0.02+lr_deformation=0.01")
     ap.add_argument("--kinds", nargs="+", default=["static", "rigid", "nonrigid"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -223,6 +252,13 @@ def main(argv=None) -> int:
         return 0
     if any(ss < 1 for ss in a.gt_supersample):
         ap.error(f"--gt-supersample {a.gt_supersample}: rays per pixel side must be >= 1")
+    from sv4d_models.presets import get_preset
+    for p in a.presets:
+        for d in a.designs:
+            try:
+                design_config(get_preset(p).fit_config(), d)
+            except (ValueError, TypeError) as exc:
+                ap.error(f"--designs {d!r} for preset {p!r}: {exc}")
     path = Path(a.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     done = {}

@@ -93,8 +93,8 @@ def test_axis_angle_rotations():
     ((-38.0, 52.0), (1.0, 1.0), -38.0, True),  # prior odds 2.0: either way, blended
     ((46.0, -74.0), (1.0, 1.0), 46.0, False),  # odds 6.5: the slower
     ((-21.0, 69.0), (1.0, 1.0), -21.0, False),  # odds 11
-    ((60.0, 10.0), (1.0, 1.25), 10.0, False),  # within ambiguity_cost (1.3) of the best: the slower, odds 7
-    ((10.0, 60.0), (1.0, 1.5), 10.0, False),  # beyond it: not a rival
+    ((60.0, 10.0), (1.0, 1.12), 10.0, False),  # within ambiguity_cost (1.15) of the best: the slower, odds 7
+    ((10.0, 60.0), (1.0, 1.2), 10.0, False),  # beyond it: not a rival
     ((44.0, 47.0, 0.0), (1.0, 1.02, 9.0), 44.0, False),  # 3 deg apart: the same turn, not two
 ])
 def test_choose_the_slower_turn_unless_the_speed_prior_cannot_tell(turns, costs, taken, ambiguous):

@@ -147,8 +147,9 @@ def cpu_preset(**overrides) -> NeRFFitConfig:
     """Preview quality on a CPU, chosen on ``benchmarks/nerf_quality.py`` (issue 23): K-Planes (64 px finest plane, 3
     scales, 8 channels, a row per frame) with 32-wide MLPs (64 were 20 % slower for -0.5..+0.4 dB on held-out views)
     and the sparse-view regularisers, then the parts' motion between the frames (``motion.py``: +0.8 to +1.5 dB at
-    held-out times of moving scenes, 6-8 s), 48 samples, 2 frames x 2
-    views per step, 150 + 500 steps; coarse to fine within each stage: 32 px renders for the first 150 steps of a
+    held-out times of moving scenes, 6-8 s), 48 samples, 2 frames x 2 views per step, 150 + 500 steps at Adam lr
+    0.03 (time planes 0.015; the GPU recipe's 0.01 / 0.005 left this short fit 1.3-1.7 dB lower on every moving
+    cell's held-out views); coarse to fine within each stage: 32 px renders for the first 150 steps of a
     stage (the whole static stage), then 64 px (a 32 px step costs about a quarter of a 64 px one: the time goes to
     the dynamic stage's fine steps, which the held-out views gain most from). The hash-grid + deformation-MLP design
     (``with_design(cfg, "hash_mlp")``) keeps its sizes here: L8 T2^15 grid (N_max 256), deformation 2x64."""
@@ -164,7 +165,7 @@ def cpu_preset(**overrides) -> NeRFFitConfig:
         motion=MotionConfig(enabled=True),
         n_samples=48, static_steps=150, dynamic_steps=500, static_views_per_step=4,
         dynamic_frames_per_step=2, dynamic_views_per_step=2, resolution_schedule=((0, 32), (150, 64)),
-        max_render_size=64, lr_deformation=0.005, checkpoint_every=50)
+        max_render_size=64, lr=0.03, lr_deformation=0.015, checkpoint_every=50)
     return dataclasses.replace(cfg, **overrides)
 
 

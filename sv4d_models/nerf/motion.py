@@ -20,9 +20,11 @@ module reads the motion of each part out of the fitted field and renders an in-b
    otherwise the turn is unknown (e.g. 45 degrees either way): the part keeps its translation and scale and its two
    readings are blended (``ambiguous``). A turn the frames show only as a slower one (a 4-fold striped ring turning
    69 degrees looks like -21) is taken as the slower: nothing in the frames tells. The cost itself leans to the
-   slower of two aliases (a small error in the found axis misplaces more at a larger angle), which is why
-   ``ambiguity_cost`` is as wide as 1.3 (chosen on the benchmark: 1.15 / 1.25 / 1.3 / 1.4 gave a mean of 23.62 /
-   23.68 / 23.71 / 23.71 dB on the moving cells' held-out times).
+   slower of two aliases (a small error in the found axis misplaces more at a larger angle), so ``ambiguity_cost``
+   must be wider than the noise of the cost. Chosen on the benchmark's six moving cells (mean held-out times): with
+   the fits of issue 23's fifth session 1.15 / 1.25 / 1.3 / 1.4 gave 23.62 / 23.68 / 23.71 / 23.71 dB, with the
+   sharper fits of the cpu preset since its sixth session (Adam lr 0.03) 1.15 / 1.3 / 1.4 give 24.27 / 24.23 /
+   24.23 dB: 1.15 (the rules differ by 0.05 dB on the mean, up to 0.2 dB on one cell).
 
 Rendering (``MotionField``): a point ``x`` at time ``t = t_k + u (t_{k+1} - t_k)`` belongs to a part when the part's
 transform from time t back to frame 0 lands it in the part's (dilated) frame-0 mask; it then reads the field at frame
@@ -66,7 +68,7 @@ class MotionConfig:
     candidates: int = 5  # rotation hypotheses refined per part and step
     refine_steps: int = 40
     refine_lr: float = 0.02
-    ambiguity_cost: float = 1.3  # hypotheses within this factor of the best cost are equally good
+    ambiguity_cost: float = 1.15  # hypotheses within this factor of the best cost are equally good
 
     def __post_init__(self) -> None:
         check_fields(self, {"grid": (8, 256, "voxels per axis; time grows with its cube"),

@@ -36,6 +36,13 @@ def fit_config(preset: str, seed: int, key: str):
     return dataclasses.replace(config, seed=int(seed), checkpoint_dir=str(folder))
 
 
+def _fit_progress(bar, event: dict) -> None:
+    """The fit's steps move the node's bar; the part motion's few seconds after the last step (``progress``
+    events, no ``step``) leave it full."""
+    if "step" in event:
+        bar.update_absolute(int(event["step"]))
+
+
 def fit(matrix: ImageMatrixValue, preset: str, seed: int, mask_threshold: float) -> NeRFValue:
     """Fit on ComfyUI's device with a progress bar; white pixels (all channels >= threshold) are background.
 
@@ -53,7 +60,7 @@ def fit(matrix: ImageMatrixValue, preset: str, seed: int, mask_threshold: float)
                                                        for f in dataclasses.fields(matrix.cameras)
                                                        if torch.is_tensor(getattr(matrix.cameras, f.name))})
         result = fit_dynamic_nerf(images, masks, cams, matrix.times.clone(), config,
-                                  callback=lambda event: bar.update_absolute(int(event["step"])), should_stop=should_stop)
+                                  callback=lambda event: _fit_progress(bar, event), should_stop=should_stop)
     mm.soft_empty_cache()
     return NeRFValue(result, matrix, masks.cpu(), preset)
 

@@ -172,3 +172,31 @@ def test_gpu_recipe_defaults_run_on_cpu_with_small_grid():
     assert {"rgb", "mask", "bilateral_depth", "bilateral_normal"} <= set(infos[-1]["terms"])
     assert all(math.isfinite(i["loss"]) for i in infos)
     assert res.model.deformation.layers[0].weight.grad is not None  # deformation trained in stage 2
+
+
+def test_a_stop_during_the_part_motion_keeps_the_finished_field_and_resumes_without_refitting(tmp_path):
+    from sv4d_models.events import PROGRESS
+    from sv4d_models.nerf.motion import MotionConfig
+
+    images, masks, cams, times, cfg = _small_problem()
+    cfg = dataclasses.replace(cfg, checkpoint_dir=str(tmp_path / "run"),
+                              motion=MotionConfig(enabled=True, grid=16, refine_steps=4))
+    seen = []
+    with pytest.raises(JobInterrupted, match="estimate the parts' motion") as stopped:  # stop once training is done
+        fit_dynamic_nerf(images, masks, cams, times, cfg, callback=seen.append,
+                         should_stop=lambda: bool(seen) and seen[-1].get("step") == cfg.total_steps)
+    assert stopped.value.resumable and stopped.value.step == cfg.total_steps
+    assert [e for e in seen if e["type"] == PROGRESS] == []  # stopped before the first frame step
+    steps = []
+    res = fit_dynamic_nerf(images, masks, cams, times, cfg, callback=steps.append)
+    assert not [e for e in steps if "step" in e]  # no training step ran again
+    motion_events = [e for e in steps if e["type"] == PROGRESS]
+    assert [(e["stage"], e["done"], e["total"]) for e in motion_events] == \
+        [("part motion", k + 1, len(times) - 1) for k in range(len(times) - 1)]
+    assert res.motion is not None and res.step == cfg.total_steps
+    fresh = fit_dynamic_nerf(images, masks, cams, times, dataclasses.replace(cfg, checkpoint_dir=""))
+    assert torch.equal(res.motion.step_w, fresh.motion.step_w)  # the same motion as an uninterrupted fit
+    seen.clear()
+    with pytest.raises(JobInterrupted, match="nothing was kept"):  # without a checkpoint nothing survives
+        fit_dynamic_nerf(images, masks, cams, times, dataclasses.replace(cfg, checkpoint_dir=""), callback=seen.append,
+                         should_stop=lambda: bool(seen) and seen[-1].get("step") == cfg.total_steps)

@@ -314,3 +314,17 @@ def test_export_node_refuses_a_fit_with_empty_frames_like_sv4d_run(comfy, tmp_pa
     assert "in 3 of 5 frames (2, 3, 4)" in str(node.value) and "mesh_threshold" in str(node.value)
     assert not list(Path(folder_paths.get_output_directory()).glob("sv4d/empty_test*"))
     assert not (tmp_path / "lib").exists() or not any((tmp_path / "lib").iterdir())
+
+
+def test_fit_node_bar_follows_the_steps_and_ignores_the_part_motion_events(comfy):
+    """The cpu preset's fit ends with ``progress`` events of the part motion (no ``step`` key): the FitNeRF node's
+    bar stays full instead of failing on them."""
+    from sv4d_models import events
+
+    recon = pack_module("nodes.reconstruction")
+    seen = []
+    bar = type("Bar", (), {"update_absolute": lambda self, value: seen.append(value)})()
+    recon._fit_progress(bar, events.fit_step({"step": 650, "stage": "dynamic", "loss": 0.1, "terms": {},
+                                              "n_evaluated": 1}, 650))
+    recon._fit_progress(bar, events.progress("part motion", 1, 8, "frame step"))
+    assert seen == [650]

@@ -191,7 +191,8 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
     ``normal_maps`` (optional) ``[F, V, H, W, 3]`` world-frame unit normals for the mono-normal prior.
     ``callback(event)`` gets ``fit_step`` events (``sv4d_models.events``: ``step, stage, loss, terms,
     n_evaluated, total_steps``; ``rollback`` after a loss spike) and ``preview [h, w, 3]`` every
-    ``preview_every`` steps. ``should_stop()`` is polled before every step; on True the fit saves a checkpoint
+    ``preview_every`` steps, then ``progress`` events of the part motion (``motion.py``; stage "part motion").
+    ``should_stop()`` is polled before every step and each part-motion frame step; on True the fit saves a checkpoint
     (when ``checkpoint_dir`` is set) and raises ``JobInterrupted``. With ``checkpoint_dir`` a rerun resumes; a
     checkpoint of other settings or data is an error naming what differs, or (``restart_mismatched``) replaced.
     """
@@ -229,7 +230,16 @@ def fit_dynamic_nerf(images: torch.Tensor, masks: torch.Tensor, cameras, times, 
         if ckpt is not None and state.step % config.checkpoint_every == 0:
             save_checkpoint(ckpt, state, config, data_id)
     if motion is None and config.motion.enabled and config.dynamic_steps > 0:
-        motion = estimate_part_motion(state.model, state.times, config.motion, config.field.aabb_half_size)
+        try:
+            motion = estimate_part_motion(state.model, state.times, config.motion, config.field.aabb_half_size,
+                                          should_stop, callback)
+        except JobInterrupted as stopped:  # the field is done: keep it, the motion is estimated on the next run
+            if ckpt is not None:
+                save_checkpoint(ckpt, state, config, data_id)
+            where = (f"all {state.step} steps are saved in {ckpt}; run again with the same data and config to "
+                     "estimate the parts' motion (a few seconds) and finish") if ckpt is not None else \
+                f"stopped while estimating the parts' motion ({stopped}); nothing was kept (no checkpoint_dir)"
+            raise JobInterrupted("nerf fit", where, state.step, ckpt is not None) from stopped
     if ckpt is not None:
         save_checkpoint(ckpt, state, config, data_id, motion)
     return NeRFFitResult(state.model, state.occupancy, config, state.step, state.history, guard.events, motion)

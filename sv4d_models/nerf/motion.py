@@ -45,7 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import events
 from ..config import check_known_keys
+from ..stopping import JobInterrupted, StopCheck, stop_requested
 from ..validate import check_fields
 
 MOTION_FORMAT = "sv4d_part_motion/1"
@@ -233,16 +235,39 @@ class PartMotion:
         return cls(**{k: v for k, v in d.items() if k != "format"})
 
 
-def estimate_part_motion(model, times, cfg: MotionConfig, half_size: float) -> PartMotion:
-    """Track the parts of frame 0 through the fitted frames (module docstring, 1-4)."""
+def estimate_part_motion(model, times, cfg: MotionConfig, half_size: float, should_stop: StopCheck | None = None,
+                         callback: events.Reporter | None = None) -> PartMotion:
+    """Track the parts of frame 0 through the fitted frames (module docstring, 1-4). ``callback`` gets a
+    ``progress`` event (stage "part motion", unit "frame step") after each frame step; ``should_stop()`` is polled
+    before each: on True it raises ``JobInterrupted`` (nothing of the estimate is kept)."""
     times = torch.as_tensor(times, dtype=torch.float64).reshape(-1).cpu()
     half = float(half_size)
     vols = field_volumes(model, times, cfg.grid, half)
     with torch.enable_grad():
-        return _track(vols, times, cfg, half)
+        return _track(vols, times, cfg, half, should_stop, callback)
 
 
-def _track(vols: torch.Tensor, times: torch.Tensor, cfg: MotionConfig, half: float) -> PartMotion:
+def _search(dst_blur, y, src_b, weights, c, rot_grid, shifts, cfg: MotionConfig, half: float):
+    """The exhaustive search on blurred volumes (at most ``search_points`` of the band): the best translation, then
+    up to ``candidates`` rotations at it, each more than ``SEPARATION_DEG`` from the others, plus "no turn".
+    Returns (translation ``[3]``, rotations ``[n, 3]`` axis-angle)."""
+    few = slice(None, None, max(1, math.ceil(len(y) / cfg.search_points)))
+    ys, ss, ws = y[few], src_b[few], weights[few]
+    d0 = shifts[_best(dst_blur, ys, ss, ws, torch.zeros(len(shifts), 3), shifts, c, half).argmin()]
+    cost = _best(dst_blur, ys, ss, ws, rot_grid, d0.expand(len(rot_grid), 3), c, half)
+    cands: list[torch.Tensor] = []
+    for i in cost.argsort().tolist():
+        if all(float((rot_grid[i] - q).norm()) > math.radians(SEPARATION_DEG) for q in cands):
+            cands.append(rot_grid[i])
+        if len(cands) == cfg.candidates:
+            break
+    if not any(float(q.norm()) < 1e-9 for q in cands):
+        cands.append(torch.zeros(3))  # "it did not turn" is always a hypothesis
+    return d0, torch.stack(cands)
+
+
+def _track(vols: torch.Tensor, times: torch.Tensor, cfg: MotionConfig, half: float,
+           should_stop: StopCheck | None = None, callback: events.Reporter | None = None) -> PartMotion:
     n_f, g = vols.shape[0], cfg.grid
     labels = connected_components(vols[0, 0] > 0.5)
     lattice = _lattice(g, half)
@@ -261,6 +286,8 @@ def _track(vols: torch.Tensor, times: torch.Tensor, cfg: MotionConfig, half: flo
     rot_grid = rot_grid[rot_grid.norm(dim=-1) <= math.radians(cfg.max_rotation_deg) + 1e-6]
     shifts = _grid3(cfg.max_translation, cfg.translation_step)
     for k in range(n_f - 1):
+        if stop_requested(should_stop):
+            raise JobInterrupted("part motion", f"stopped after {k} of {n_f - 1} frame steps", k, False)
         src_vol, dst_vol = vols[k], vols[k + 1]
         src_blur, dst_blur = _blur(src_vol, cfg.blur_voxels), _blur(dst_vol, cfg.blur_voxels)
         for p, (_, y0) in enumerate(parts):
@@ -268,19 +295,8 @@ def _track(vols: torch.Tensor, times: torch.Tensor, cfg: MotionConfig, half: flo
             src, src_b = _sample(src_vol, y, half), _sample(src_blur, y, half)
             weights = 0.2 + src[:, 0]  # the part counts most; the empty band around it keeps it from growing
             c = (y * src[:, :1]).sum(0) / src[:, 0].sum().clamp_min(1e-6)
-            few = slice(None, None, max(1, math.ceil(len(y) / cfg.search_points)))  # the search reads a subset
-            ys, ss, ws = y[few], src_b[few], weights[few]
-            d0 = shifts[_best(dst_blur, ys, ss, ws, torch.zeros(len(shifts), 3), shifts, c, half).argmin()]
-            cost = _best(dst_blur, ys, ss, ws, rot_grid, d0.expand(len(rot_grid), 3), c, half)
-            cands: list[torch.Tensor] = []
-            for i in cost.argsort().tolist():
-                if all(float((rot_grid[i] - q).norm()) > math.radians(SEPARATION_DEG) for q in cands):
-                    cands.append(rot_grid[i])
-                if len(cands) == cfg.candidates:
-                    break
-            if not any(float(q.norm()) < 1e-9 for q in cands):
-                cands.append(torch.zeros(3))  # "it did not turn" is always a hypothesis
-            w = torch.stack(cands).clone().requires_grad_(True)
+            d0, cands = _search(dst_blur, y, src_b, weights, c, rot_grid, shifts, cfg, half)
+            w = cands.clone().requires_grad_(True)
             d = d0.expand(len(cands), 3).clone().requires_grad_(True)
             log_s = torch.zeros(len(cands), requires_grad=True)
             opt = torch.optim.Adam([w, d, log_s], lr=cfg.refine_lr)
@@ -299,6 +315,8 @@ def _track(vols: torch.Tensor, times: torch.Tensor, cfg: MotionConfig, half: flo
             tau[p, k + 1] = s_step * (r_step @ (tau[p, k] - c)) + c + d[b]
             step_w[p, k], step_d[p, k], step_log_s[p, k], step_c[p, k] = w[b], d[b], log_s[b], c
             ambiguous[p, k] = amb
+        if callback is not None:
+            callback(events.progress("part motion", k + 1, n_f - 1, "frame step"))
     masks = torch.stack([F.max_pool3d(m[None, None].float(), 3, 1, 1)[0, 0] > 0 for m, _ in parts]) if parts \
         else torch.zeros(0, g, g, g, dtype=torch.bool)
     return PartMotion(masks, rot, tau, scale, step_w, step_d, step_log_s, step_c, ambiguous, times, half)

@@ -148,7 +148,7 @@ def cpu_preset(**overrides) -> NeRFFitConfig:
     scales, 8 channels, a row per frame) with 32-wide MLPs (64 were 20 % slower for -0.5..+0.4 dB on held-out views)
     and the sparse-view regularisers, then the parts' motion between the frames (``motion.py``: +0.8 to +1.5 dB at
     held-out times of moving scenes, 6-8 s), 48 samples, 2 frames x 2 views per step, 150 + 500 steps at Adam lr
-    0.03 (time planes 0.015; the GPU recipe's 0.01 / 0.005 left this short fit 1.3-1.7 dB lower on every moving
+    0.03 (time planes 0.015; the GPU recipe's 0.01 / 0.005 left this short fit 1.3-2.0 dB lower on every moving
     cell's held-out views); coarse to fine within each stage: 32 px renders for the first 150 steps of a
     stage (the whole static stage), then 64 px (a 32 px step costs about a quarter of a 64 px one: the time goes to
     the dynamic stage's fine steps, which the held-out views gain most from). The hash-grid + deformation-MLP design

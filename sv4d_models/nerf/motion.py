@@ -339,34 +339,38 @@ class MotionField(nn.Module):
         return inside & self.motion.masks[p].to(y0.device)[ijk[:, 2], ijk[:, 1], ijk[:, 0]]
 
     def _at_time(self, x: torch.Tensor, t: float, normals) -> dict:
-        m = self.motion
-        times = m.times
-        base = self.model.query(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device), normals=normals)
+        m, times, dev = self.motion, self.motion.times, dict(dtype=x.dtype, device=x.device)
         k = int(torch.searchsorted(times, torch.tensor(t, dtype=times.dtype), right=True)) - 1
         k = max(0, min(k, len(times) - 2))
         u = (t - float(times[k])) / max(float(times[k + 1] - times[k]), 1e-12)
-        if u <= 1e-6 or u >= 1 - 1e-6 or m.n_parts == 0:
-            return base  # a fitted frame (or nothing tracked): the field as it is
-        sigma, rgb = base["sigma"].clone(), base["rgb"].clone()
+        if u <= 1e-6 or u >= 1 - 1e-6 or m.n_parts == 0:  # a fitted frame (or nothing tracked): the field as it is
+            return self.model.query(x, torch.full((x.shape[0],), t, **dev), normals=normals)
+        owned = []  # (points, their position at frame k, at frame k + 1) per part
         taken = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        dev = dict(dtype=x.dtype, device=x.device)
         for p in range(m.n_parts):
             w = m.step_w[p, k].to(**dev) * (0.0 if bool(m.ambiguous[p, k]) else 1.0)
             d, log_s, c = m.step_d[p, k].to(**dev), m.step_log_s[p, k].to(**dev), m.step_c[p, k].to(**dev)
             y_k = ((x - c - u * d) / torch.exp(u * log_s)) @ _axis_angle(w * u) + c  # undo the fraction u
-            y_k1 = torch.exp(log_s) * ((y_k - c) @ _axis_angle(w).T) + c + d  # the whole step on
             y_0 = ((y_k - m.tau[p, k].to(**dev)) @ m.rot[p, k].to(**dev)) / m.scale[p, k].to(**dev)
             sel = (self._in_part(p, y_0) & ~taken).nonzero().squeeze(1)
             if sel.numel() == 0:
                 continue
-            qa = self.model.query(y_k[sel], torch.full((sel.numel(),), float(times[k]), **dev), normals=None)
-            qb = self.model.query(y_k1[sel], torch.full((sel.numel(),), float(times[k + 1]), **dev), normals=None)
+            y_k1 = torch.exp(log_s) * ((y_k[sel] - c) @ _axis_angle(w).T) + c + d  # the whole step on
+            owned.append((sel, y_k[sel], y_k1))
+            taken[sel] = True
+        # the field at time t for the points of no part (all points for normals: moved parts keep those at x)
+        read = torch.arange(x.shape[0], device=x.device) if normals is not None else (~taken).nonzero().squeeze(1)
+        base = self.model.query(x[read], torch.full((read.numel(),), t, **dev), normals=normals)
+        sigma, rgb = x.new_empty(x.shape[0]), x.new_empty(x.shape[0], 3)
+        sigma[read], rgb[read] = base["sigma"], base["rgb"]
+        for sel, ya, yb in owned:
+            qa = self.model.query(ya, torch.full((sel.numel(),), float(times[k]), **dev), normals=None)
+            qb = self.model.query(yb, torch.full((sel.numel(),), float(times[k + 1]), **dev), normals=None)
             sigma[sel] = (1 - u) * qa["sigma"] + u * qb["sigma"]
             rgb[sel] = (1 - u) * qa["rgb"] + u * qb["rgb"]
-            taken[sel] = True
         out = {"sigma": sigma, "rgb": rgb}
         if normals is not None:
-            out["normal"] = base["normal"]  # normals of moved parts are not moved: renders use them for shading only
+            out["normal"] = base["normal"]
         return out
 
     def query(self, x: torch.Tensor, t=0.0, normals: str | None = None, create_graph: bool = False) -> dict:

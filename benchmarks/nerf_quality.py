@@ -198,14 +198,14 @@ def split_fit_seed(design: str) -> tuple[str, int]:
 
 
 def with_fit_seeds(designs: list[str], fit_seeds: list[int]) -> list[str]:
-    """Every design at every fit seed (seed 0 as written: the presets' seed); ValueError when a design already
-    sets ``seed``."""
+    """Every design at every fit seed, each once (seed 0 as written: the presets' seed); ValueError when a design
+    already sets ``seed``."""
     out = []
     for d in designs:
         if split_fit_seed(d)[0] != d and fit_seeds != [0]:
             raise ValueError(f"--designs {d!r} sets the fit seed; use --fit-seeds or +seed=, not both")
-        out += [d if s == 0 else f"{d}+seed={s}" for s in fit_seeds]
-    return out
+        out += [d if s == 0 else f"{d}+seed={s}" for s in dict.fromkeys(fit_seeds)]
+    return list(dict.fromkeys(out))
 
 
 def table(rows: list[dict]) -> str:

@@ -23,6 +23,7 @@ def test_fit_seeds_expand_the_designs_and_refuse_a_design_that_sets_its_own():
     assert nerf_quality.with_fit_seeds(["preset", "kplanes+lr=0.02"], [0, 2]) == \
         ["preset", "preset+seed=2", "kplanes+lr=0.02", "kplanes+lr=0.02+seed=2"]
     assert nerf_quality.with_fit_seeds(["preset+seed=3"], [0]) == ["preset+seed=3"]  # the default leaves it alone
+    assert nerf_quality.with_fit_seeds(["preset", "preset"], [1, 0, 1]) == ["preset+seed=1", "preset"]  # each once
     with pytest.raises(ValueError, match="sets the fit seed"):
         nerf_quality.with_fit_seeds(["preset+seed=3"], [0, 1])
     assert nerf_quality.split_fit_seed("preset+lr=0.02+seed=4") == ("preset+lr=0.02", 4)

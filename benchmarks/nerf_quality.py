@@ -252,7 +252,8 @@ def summary(rows: list[dict]) -> str:
 
 
 def seed_summary(rows: list[dict]) -> list[str]:
-    """Per ground-truth setting, the cpu preset's cells that ran at several fit seeds: averaged over the seeds
+    """Per ground-truth setting, the cpu preset's 2-thread cells that ran at several fit seeds (one row per seed:
+    1-thread rows of the same fit would count as another seed, so they are left out): averaged over the seeds
     against the goal, and the widest spread of one cell."""
     parts = []
     for ss in sorted({r.get("gt_supersample", 1) for r in rows}, reverse=True):
